@@ -1,0 +1,49 @@
+# The two README commands: `make run` (local service) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install system-deps services run test lint check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# uv if present (on PATH or installable into the venv), else pip.
+install: $(BIN)/python
+	@if command -v uv >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv; then \
+		uv pip install -q -p $(BIN)/python -r requirements.txt -r requirements-dev.txt; \
+	else \
+		$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt; \
+	fi
+
+# Debian packages the tests need: bubblewrap (agent sandbox), chromium (browser tests).
+system-deps:
+	@bash scripts/system_deps.sh bubblewrap chromium
+
+services:
+	@bash scripts/services.sh
+
+run: install
+	@bash scripts/run_local.sh
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+check:
+	DJANGO_SECRET_KEY=check-only-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	DJANGO_ALLOWED_HOSTS=registry.example.org \
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/ecosystem_registry \
+	DJANGO_SETTINGS_MODULE=config.settings.production \
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+test: install system-deps services lint check
+	$(BIN)/pytest
+
+bench: install services
+	$(BIN)/python bench/registry_pages.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,26 @@
+"""Tests (`make test`): real PostgreSQL and Redis, fast hashing, in-memory email."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env
+
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ecosystem_registry"
+    )
+}
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/5")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": env("CACHE_URL", default="redis://127.0.0.1:6379/6"),
+        "KEY_PREFIX": "ecoreg-test",
+    }
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+GITHUB_RATE_LIMIT_MAX_WAIT_S = 2

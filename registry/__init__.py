@@ -1,0 +1,1 @@
+"""The project registry: projects, categories, GitHub health, landscape data, public pages."""

@@ -1,0 +1,47 @@
+"""Admin pages for the registry."""
+
+from django.contrib import admin
+
+from registry.models import Category, Project, RepoSnapshot
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "parent", "position")
+    list_filter = ("parent",)
+    search_fields = ("name",)
+    prepopulated_fields = {"slug": ("name",)}
+
+
+class RepoSnapshotInline(admin.TabularInline):
+    model = RepoSnapshot
+    extra = 0
+    fields = ("taken_at", "stars", "forks", "open_issues", "commits_90d", "contributors_90d")
+    readonly_fields = fields
+    show_change_link = True
+    max_num = 0
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "status", "category", "repository", "repo_state")
+    list_filter = ("kind", "status", "repo_state", "category__parent")
+    search_fields = ("name", "slug", "repo_owner", "repo_name", "description")
+    prepopulated_fields = {"slug": ("name",)}
+    list_select_related = ("category__parent",)
+    readonly_fields = (
+        "github_id",
+        "github_checked_at",
+        "works_with",
+        "breaks_with",
+        "review_state",
+    )
+    inlines = [RepoSnapshotInline]
+
+
+@admin.register(RepoSnapshot)
+class RepoSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("project", "taken_at", "stars", "commits_90d", "contributors_90d")
+    list_select_related = ("project",)
+    search_fields = ("project__name",)
+    date_hierarchy = "taken_at"

@@ -1,0 +1,164 @@
+"""Registry data: the category tree, projects (hosted and ecosystem) and their GitHub health."""
+
+from django.db import models
+from django.db.models import Q
+
+from registry.querysets import ProjectQuerySet
+
+
+class Category(models.Model):
+    """A landscape category (no parent) or subcategory (with a parent category)."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=140)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    position = models.PositiveIntegerField(default=0, help_text="Order in the landscape file.")
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent", "name"], name="category_unique_name_in_parent"
+            ),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(parent__isnull=True), name="category_unique_root"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.parent.name} / {self.name}" if self.parent_id else self.name
+
+    @property
+    def path(self) -> str:
+        return str(self)
+
+
+class Project(models.Model):
+    class Kind(models.TextChoices):
+        HOSTED = "hosted", "Hosted (foundation)"
+        ECOSYSTEM = "ecosystem", "Ecosystem"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    class RepoState(models.TextChoices):
+        UNKNOWN = "unknown", "Not synced yet"
+        OK = "ok", "OK"
+        NOT_FOUND = "not_found", "Not found (404)"
+        PRIVATE = "private", "Private or forbidden"
+        RENAMED = "renamed", "Renamed or moved"
+        ERROR = "error", "Sync error"
+
+    slug = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ECOSYSTEM)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+    )
+    description = models.TextField(blank=True)
+    homepage_url = models.URLField(max_length=500, blank=True)
+    documentation_url = models.URLField(max_length=500, blank=True)
+    pypi_name = models.CharField(max_length=200, blank=True)
+    logo = models.CharField(max_length=200, blank=True)
+    repo_owner = models.CharField(max_length=100, blank=True)
+    repo_name = models.CharField(max_length=100, blank=True)
+    github_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    additional_repos = models.JSONField(default=list, blank=True)
+    maintainers = models.JSONField(default=list, blank=True, help_text="GitHub handles.")
+    accepted_on = models.DateField(null=True, blank=True)
+    next_review_due = models.DateField(null=True, blank=True)
+    flags = models.JSONField(
+        default=list, blank=True, help_text="Data problems found on import: [{code, message}]."
+    )
+    repo_state = models.CharField(
+        max_length=16, choices=RepoState.choices, default=RepoState.UNKNOWN
+    )
+    repo_state_detail = models.CharField(max_length=300, blank=True)
+    github_checked_at = models.DateTimeField(null=True, blank=True)
+    # Fields of the landscape item that the registry does not model, kept for a faithful export
+    # (crunchbase, twitter, second_path, extra ...), plus the raw repo_url as imported.
+    landscape_extra = models.JSONField(default=dict, blank=True)
+    landscape_repo_url = models.CharField(max_length=500, blank=True)
+    # Public summaries pushed down by the upper apps through registry services.
+    works_with = models.JSONField(
+        default=list, blank=True, help_text="PyTorch versions whose latest cell passed."
+    )
+    breaks_with = models.JSONField(
+        default=list, blank=True, help_text="PyTorch versions whose latest cell failed."
+    )
+    review_state = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(repo_owner="") & Q(repo_name=""))
+                | (~Q(repo_owner="") & ~Q(repo_name="")),
+                name="project_repo_owner_and_name_together",
+            ),
+            models.UniqueConstraint(
+                fields=["repo_owner", "repo_name"],
+                condition=~Q(repo_owner=""),
+                name="project_unique_repository",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("registry:project", kwargs={"slug": self.slug})
+
+    @property
+    def repository(self) -> str:
+        return f"{self.repo_owner}/{self.repo_name}" if self.repo_owner else ""
+
+    @property
+    def repository_url(self) -> str:
+        return f"https://github.com/{self.repository}" if self.repo_owner else ""
+
+
+class RepoSnapshot(models.Model):
+    """GitHub health of a project's repository at one moment (history kept)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    taken_at = models.DateTimeField(db_index=True)
+    checked_at = models.DateTimeField(help_text="Last time GitHub confirmed these figures.")
+    stars = models.PositiveIntegerField(default=0)
+    forks = models.PositiveIntegerField(default=0)
+    open_issues = models.PositiveIntegerField(default=0)
+    license_spdx = models.CharField(max_length=64, blank=True)
+    default_branch = models.CharField(max_length=200, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    commits_90d = models.PositiveIntegerField(null=True, blank=True)
+    contributors_90d = models.PositiveIntegerField(null=True, blank=True)
+    latest_release = models.CharField(max_length=200, blank=True)
+    latest_release_at = models.DateTimeField(null=True, blank=True)
+    has_license = models.BooleanField(default=False)
+    has_readme = models.BooleanField(default=False)
+    has_contributing = models.BooleanField(default=False)
+    has_codeowners = models.BooleanField(default=False)
+    has_code_of_conduct = models.BooleanField(default=False)
+    has_security = models.BooleanField(default=False)
+    has_ci_workflows = models.BooleanField(default=False)
+    etag = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-taken_at"]
+        get_latest_by = "taken_at"
+        indexes = [models.Index(fields=["project", "-taken_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.project} @ {self.taken_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,1 @@
+"""TAC reviews: applications, criteria, the review state machine, votes, periodic review."""
