@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from registry.models import Category, Project, RepoSnapshot
+from registry.models import Category, MaintainerIdentity, Project, RepoSnapshot
 
 
 @admin.register(Category)
@@ -45,3 +45,11 @@ class RepoSnapshotAdmin(admin.ModelAdmin):
     list_select_related = ("project",)
     search_fields = ("project__name",)
     date_hierarchy = "taken_at"
+
+
+@admin.register(MaintainerIdentity)
+class MaintainerIdentityAdmin(admin.ModelAdmin):
+    list_display = ("user", "github_handle", "verified")
+    list_filter = ("verified",)
+    search_fields = ("user__username", "user__email", "github_handle")
+    raw_id_fields = ("user",)

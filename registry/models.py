@@ -162,3 +162,21 @@ class RepoSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class MaintainerIdentity(models.Model):
+    """Links a user account to a GitHub handle, so `Project.maintainers` can be matched.
+
+    Filled from the GitHub login (allauth) in a real deployment, or by staff in the admin.
+    """
+
+    user = models.OneToOneField(
+        "auth.User", on_delete=models.CASCADE, related_name="maintainer_identity"
+    )
+    github_handle = models.CharField(max_length=39, unique=True)
+    verified = models.BooleanField(
+        default=False, help_text="Confirmed through a GitHub login or by staff."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} = @{self.github_handle}"

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from registry.models import Category, Project
+from registry.models import Category, MaintainerIdentity, Project
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,27 @@ def landscape_categories(*, filters: LandscapeFilters) -> QuerySet[Category]:
 
 def project_for_page(*, slug: str) -> Project:
     return Project.objects.select_related("category__parent").with_latest_snapshot().get(slug=slug)
+
+
+def user_github_handle(*, user) -> str:
+    """The GitHub handle of a signed-in user ('' when unknown or not verified)."""
+    if not getattr(user, "is_authenticated", False):
+        return ""
+    identity = MaintainerIdentity.objects.filter(user=user, verified=True).first()
+    return identity.github_handle if identity else ""
+
+
+def user_maintains(*, user, project: Project) -> bool:
+    handle = user_github_handle(user=user).lower()
+    return bool(handle) and handle in {m.lower() for m in project.maintainers}
+
+
+def projects_maintained_by(*, user) -> QuerySet[Project]:
+    """Projects whose maintainers list holds the user's verified GitHub handle."""
+    handle = user_github_handle(user=user).lower()
+    if not handle:
+        return Project.objects.none()
+    # JSON text search narrows the rows in SQL; the exact, case-insensitive match is checked here.
+    candidates = Project.objects.filter(maintainers__icontains=handle).only("pk", "maintainers")
+    ids = [p.pk for p in candidates if handle in {m.lower() for m in p.maintainers}]
+    return Project.objects.filter(pk__in=ids)
