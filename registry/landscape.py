@@ -1,0 +1,270 @@
+"""The landscape2 data file: reading and checking it, and writing the registry back to it.
+
+Real landscape files are messy; reading never raises on an odd item: it keeps every valid
+project, skips what is not a project, and says why for each odd one.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from django.utils.text import slugify
+
+from registry.models import Category, Project
+from registry.repository_urls import Repository, normalise_landscape_repo_url
+
+MEMBERS_CATEGORY = "PyTorch Members"
+HOSTED_PROJECT_VALUE = "foundation"
+RETIRED_PROJECT_VALUE = "archived"
+MEMBER_REASON = f"{MEMBERS_CATEGORY}: an organisation, not a project"
+MAX_FILE_BYTES = 20 * 1024 * 1024
+# Item keys the registry models; every other key is kept in Project.landscape_extra.
+MODELLED_KEYS = {"item", "name", "description", "homepage_url", "logo", "repo_url", "project"}
+
+
+class LandscapeError(ValueError):
+    """The file cannot be used at all (missing, not YAML, not a landscape); nothing imported."""
+
+
+@dataclass(frozen=True)
+class LandscapeItem:
+    """One project item of the file, checked and normalised."""
+
+    slug: str
+    name: str
+    category: tuple[str, str]
+    kind: str
+    status: str
+    description: str
+    homepage_url: str
+    logo: str
+    repository: Repository | None
+    raw_repo_url: str
+    accepted_on: dt.date | None
+    extra: dict
+    flags: list[dict]
+
+
+@dataclass
+class ParsedLandscape:
+    categories: list[tuple[str, list[str]]] = field(default_factory=list)
+    items: list[LandscapeItem] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+
+
+def landscape_read_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise LandscapeError(f"{path}: no such file.")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise LandscapeError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB.")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise LandscapeError(f"{path}: not UTF-8 text ({error.reason}).") from None
+    except yaml.YAMLError as error:
+        raise LandscapeError(f"{path}: not valid YAML: {error}") from None
+    return document
+
+
+def landscape_parse(document: object) -> ParsedLandscape:
+    """Check the document's shape and turn its project items into LandscapeItems."""
+    if not isinstance(document, dict) or not isinstance(document.get("landscape"), list):
+        raise LandscapeError("Not a landscape file: expected a top-level 'landscape:' list.")
+    parsed = ParsedLandscape()
+    slugs: dict[str, str] = {}
+    repositories: dict[tuple[str, str], str] = {}
+    for category_index, category in enumerate(document["landscape"], start=1):
+        category_name = _text(category.get("name")) if isinstance(category, dict) else ""
+        if not category_name:
+            raise LandscapeError(f"Category #{category_index} has no name.")
+        subcategories = category.get("subcategories") or []
+        if not isinstance(subcategories, list):
+            raise LandscapeError(f"Category {category_name!r}: 'subcategories' is not a list.")
+        if category_name == MEMBERS_CATEGORY:
+            for subcategory in subcategories:
+                for raw in (
+                    (subcategory.get("items") or []) if isinstance(subcategory, dict) else []
+                ):
+                    name = _text(raw.get("name")) if isinstance(raw, dict) else ""
+                    parsed.skipped.append((name or "unnamed member", MEMBER_REASON))
+            continue
+        names = []
+        for subcategory in subcategories:
+            sub_name = _text(subcategory.get("name")) if isinstance(subcategory, dict) else ""
+            if not sub_name:
+                raise LandscapeError(f"Category {category_name!r} has a subcategory with no name.")
+            names.append(sub_name)
+            items = subcategory.get("items") or []
+            if not isinstance(items, list):
+                raise LandscapeError(f"{category_name} / {sub_name}: 'items' is not a list.")
+            for position, raw in enumerate(items, start=1):
+                where = f"{category_name} / {sub_name} item #{position}"
+                item, reason = _parse_item(raw, (category_name, sub_name), where)
+                if item is None:
+                    parsed.skipped.append((where, reason))
+                    continue
+                if item.slug in slugs:
+                    parsed.skipped.append(
+                        (
+                            f"{item.name!r} ({where})",
+                            f"duplicate slug {item.slug!r}, already used by {slugs[item.slug]!r}",
+                        )
+                    )
+                    continue
+                if item.repository:
+                    key = (item.repository.owner.lower(), item.repository.name.lower())
+                    if key in repositories:
+                        item.flags.append(
+                            {
+                                "code": "repo_url",
+                                "message": f"repository {item.repository.url} already belongs to "
+                                f"{repositories[key]!r}; imported without a repository",
+                            }
+                        )
+                        item = _without_repository(item)
+                    else:
+                        repositories[key] = item.name
+                slugs[item.slug] = item.name
+                parsed.items.append(item)
+        parsed.categories.append((category_name, names))
+    return parsed
+
+
+def _parse_item(raw: object, category: tuple[str, str], where: str):
+    if not isinstance(raw, dict):
+        return None, "not a mapping"
+    name = _text(raw.get("name"))
+    if not name:
+        return None, "item without a name"
+    slug = slugify(name)[:100]
+    if not slug:
+        return None, f"name {name!r} gives an empty slug"
+    flags = []
+    project_value = _text(raw.get("project"))
+    hosted = project_value == HOSTED_PROJECT_VALUE
+    extra = {k: v for k, v in raw.items() if k not in MODELLED_KEYS}
+    accepted_on = None
+    if isinstance(extra.get("extra"), dict) and "accepted" in extra["extra"]:
+        extra["extra"] = dict(extra["extra"])
+        accepted = extra["extra"].pop("accepted")
+        accepted_on = _date(accepted)
+        if accepted_on is None:
+            flags.append({"code": "accepted", "message": f"unreadable accepted date {accepted!r}"})
+            extra["extra"]["accepted"] = accepted
+    raw_repo_url = raw.get("repo_url") if isinstance(raw.get("repo_url"), str) else ""
+    normalised = normalise_landscape_repo_url(raw_repo_url)
+    if normalised.flag:
+        flags.append({"code": "repo_url", "message": normalised.flag})
+    if project_value and project_value not in {HOSTED_PROJECT_VALUE, RETIRED_PROJECT_VALUE}:
+        extra["project"] = project_value
+    return (
+        LandscapeItem(
+            slug=slug,
+            name=name[:200],
+            category=category,
+            kind=Project.Kind.HOSTED if hosted else Project.Kind.ECOSYSTEM,
+            status=Project.Status.RETIRED
+            if project_value == RETIRED_PROJECT_VALUE
+            else Project.Status.ACTIVE,
+            description=_text(raw.get("description")),
+            homepage_url=_text(raw.get("homepage_url"))[:500],
+            logo=_text(raw.get("logo"))[:200],
+            repository=normalised.repository,
+            raw_repo_url=raw_repo_url.strip()[:500],
+            accepted_on=accepted_on,
+            extra=extra,
+            flags=flags,
+        ),
+        "",
+    )
+
+
+def _without_repository(item: LandscapeItem) -> LandscapeItem:
+    from dataclasses import replace
+
+    return replace(item, repository=None)
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _date(value: object) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def landscape_export_document() -> dict:
+    """The registry as a landscape2 document (categories, subcategories, project items)."""
+    projects_by_category: dict[int | None, list[Project]] = {}
+    for project in Project.objects.order_by("name"):
+        projects_by_category.setdefault(project.category_id, []).append(project)
+    landscape = []
+    roots = Category.objects.filter(parent__isnull=True).prefetch_related("children")
+    for root in roots.order_by("position", "name"):
+        subcategories = [
+            {
+                "subcategory": None,
+                "name": sub.name,
+                "items": [_export_item(p) for p in projects_by_category.get(sub.id, [])],
+            }
+            for sub in sorted(root.children.all(), key=lambda c: (c.position, c.name))
+        ]
+        landscape.append({"category": None, "name": root.name, "subcategories": subcategories})
+    uncategorised = projects_by_category.get(None, [])
+    if uncategorised:
+        landscape.append(
+            {
+                "category": None,
+                "name": "Uncategorised",
+                "subcategories": [
+                    {
+                        "subcategory": None,
+                        "name": "Uncategorised",
+                        "items": [_export_item(p) for p in uncategorised],
+                    }
+                ],
+            }
+        )
+    return {"landscape": landscape}
+
+
+def _export_item(project: Project) -> dict:
+    item: dict = {"item": None, "name": project.name}
+    if project.kind == Project.Kind.HOSTED:
+        item["project"] = HOSTED_PROJECT_VALUE
+    elif project.status == Project.Status.RETIRED:
+        item["project"] = RETIRED_PROJECT_VALUE
+    item["description"] = project.description
+    item["homepage_url"] = project.homepage_url
+    item["logo"] = project.logo
+    repo_url = _export_repo_url(project)
+    if repo_url:
+        item["repo_url"] = repo_url
+    extra = dict(project.landscape_extra)
+    if project.accepted_on:
+        extra["extra"] = {"accepted": project.accepted_on.isoformat(), **extra.get("extra", {})}
+    item.update(extra)
+    return item
+
+
+def _export_repo_url(project: Project) -> str:
+    """The URL as imported when it still names the project's repository, else the canonical one."""
+    if project.landscape_repo_url:
+        imported = normalise_landscape_repo_url(project.landscape_repo_url).repository
+        current = (project.repo_owner, project.repo_name)
+        if imported is None and not project.repo_owner:
+            return project.landscape_repo_url
+        if imported and (imported.owner, imported.name) == current:
+            return project.landscape_repo_url
+    return project.repository_url
+
+
+def landscape_dump_yaml(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=10_000)
