@@ -18,6 +18,7 @@ MEMBERS_CATEGORY = "PyTorch Members"
 HOSTED_PROJECT_VALUE = "foundation"
 RETIRED_PROJECT_VALUE = "archived"
 MEMBER_REASON = f"{MEMBERS_CATEGORY}: an organisation, not a project"
+MAX_CATEGORY_NAME = 120
 MAX_FILE_BYTES = 20 * 1024 * 1024
 # Item keys the registry models; every other key is kept in Project.landscape_extra.
 MODELLED_KEYS = {"item", "name", "description", "homepage_url", "logo", "repo_url", "project"}
@@ -79,6 +80,8 @@ def landscape_parse(document: object) -> ParsedLandscape:
         category_name = _text(category.get("name")) if isinstance(category, dict) else ""
         if not category_name:
             raise LandscapeError(f"Category #{category_index} has no name.")
+        if len(category_name) > MAX_CATEGORY_NAME:
+            raise LandscapeError(f"Category #{category_index}: name longer than 120 characters.")
         subcategories = category.get("subcategories") or []
         if not isinstance(subcategories, list):
             raise LandscapeError(f"Category {category_name!r}: 'subcategories' is not a list.")
@@ -95,6 +98,8 @@ def landscape_parse(document: object) -> ParsedLandscape:
             sub_name = _text(subcategory.get("name")) if isinstance(subcategory, dict) else ""
             if not sub_name:
                 raise LandscapeError(f"Category {category_name!r} has a subcategory with no name.")
+            if len(sub_name) > MAX_CATEGORY_NAME:
+                raise LandscapeError(f"{category_name}: a subcategory name is over 120 characters.")
             names.append(sub_name)
             items = subcategory.get("items") or []
             if not isinstance(items, list):

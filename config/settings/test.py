@@ -24,3 +24,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 GITHUB_RATE_LIMIT_MAX_WAIT_S = 2
+# Static files come from the finders in tests; no collectstatic output is expected.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

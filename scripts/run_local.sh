@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make run`: migrate, load the real landscape and the demo, then web + worker + beat + runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.local}"
+mkdir -p var
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+redis_answers() { python - "$1" <<'PY'
+import sys, redis
+try:
+    redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+if ! redis_answers "$REDIS_URL"; then
+  if command -v redis-server >/dev/null 2>&1; then
+    port=6399
+    echo "No Redis answers at $REDIS_URL: starting a private redis-server on 127.0.0.1:$port (var/redis)."
+    mkdir -p var/redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --dir "$PWD/var/redis" --pidfile "$PWD/var/redis/redis.pid" --logfile "$PWD/var/redis/redis.log"
+    trap 'kill "$(cat var/redis/redis.pid)" 2>/dev/null || true' EXIT
+    export REDIS_URL="redis://127.0.0.1:$port/0"
+    for _ in $(seq 1 20); do redis_answers "$REDIS_URL" && break; sleep 0.25; done
+  else
+    echo "No Redis answers at $REDIS_URL and redis-server is not installed." >&2
+    echo "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2
+    echo "or point REDIS_URL at a running Redis." >&2
+    exit 1
+  fi
+fi
+
+python manage.py migrate --noinput
+python manage.py import_landscape data/pytorch-landscape.yml
+python manage.py setup_demo
+echo
+echo "Ecosystem Registry: http://127.0.0.1:8000  (Ctrl-C stops web, worker, beat and runner)"
+honcho start -f Procfile web worker beat runner
