@@ -1,13 +1,16 @@
 """Every write to the registry. The upper apps push their public summaries in through here."""
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from enum import StrEnum
 
 from django.db import transaction
+from django.utils import timezone
 
 from registry.landscape import ParsedLandscape
-from registry.models import Category, Project
-from registry.repository_urls import Repository
+from registry.models import Category, Project, RepoSnapshot
+from registry.repository_urls import OWNER_RE, REPO_RE, Repository
+from registry.sources import github
 
 REVIEW_INTERVAL = timedelta(days=182)
 
@@ -100,6 +103,9 @@ def _unique_slug(name: str) -> str:
 
 def _project_public_summary_changed(*, project: Project) -> None:
     """Hook for what caches the public summary (badges); called after each such write."""
+    from registry.badge_cache import badge_cache_drop
+
+    badge_cache_drop(slug=project.slug)
 
 
 @dataclass
@@ -204,3 +210,227 @@ def _category_upsert(*, name: str, parent: Category | None, position: int) -> Ca
         category.position = position
         category.save(update_fields=["position"])
     return category
+
+
+# --- GitHub sync (registry/sources/github.py reads; these write) -----------------------------
+
+
+class GitHubSyncResult(StrEnum):
+    SYNCED = "synced"
+    UNCHANGED = "unchanged"  # GitHub answered 304 to the stored ETag
+    NOT_FOUND = "not_found"
+    PRIVATE = "private"
+    RENAMED = "renamed"
+    RATE_LIMITED = "rate_limited"  # nothing written; retry after `retry_at`
+    ERROR = "error"
+    SKIPPED = "skipped"  # the project has no repository
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    result: GitHubSyncResult
+    detail: str = ""
+    snapshot: RepoSnapshot | None = None
+    retry_at: datetime | None = None
+    unreachable: bool = False  # no connection to the GitHub API at all
+
+
+def project_sync_github(*, project: Project) -> SyncOutcome:
+    """Read the project's repository health from GitHub and record it; never raises for GitHub.
+
+    The network calls run outside any transaction; the writes then happen in one, on the
+    locked project row. A rate limit writes nothing (the caller retries after `retry_at`).
+    """
+    if not project.repo_owner:
+        return SyncOutcome(GitHubSyncResult.SKIPPED, "The project has no repository.")
+    latest = project.snapshots.order_by("-taken_at").first()
+    use_etag = latest is not None and project.repo_state in {
+        Project.RepoState.OK,
+        Project.RepoState.RENAMED,
+    }
+    try:
+        fetched = github.fetch_repository_health(
+            owner=project.repo_owner,
+            name=project.repo_name,
+            etag=latest.etag if use_etag and latest else "",
+        )
+    except github.RepositoryMoved as moved:
+        return _project_record_moved(project=project, moved=moved)
+    except github.RepositoryNotFound as error:
+        return _project_record_repo_problem(
+            project=project,
+            result=GitHubSyncResult.NOT_FOUND,
+            state=Project.RepoState.NOT_FOUND,
+            detail=str(error),
+        )
+    except github.RepositoryPrivate as error:
+        return _project_record_repo_problem(
+            project=project,
+            result=GitHubSyncResult.PRIVATE,
+            state=Project.RepoState.PRIVATE,
+            detail=str(error),
+        )
+    except github.RateLimited as error:
+        return SyncOutcome(GitHubSyncResult.RATE_LIMITED, str(error), retry_at=error.reset_at)
+    except github.GitHubUnavailable as error:
+        outcome = _project_record_repo_problem(
+            project=project,
+            result=GitHubSyncResult.ERROR,
+            state=Project.RepoState.ERROR,
+            detail=error.message,
+        )
+        return SyncOutcome(outcome.result, outcome.detail, unreachable=error.unreachable)
+    if isinstance(fetched, github.NotModified):
+        return _project_record_unchanged(project=project, snapshot=latest)
+    return _project_record_health(project=project, health=fetched)
+
+
+def _project_record_unchanged(*, project: Project, snapshot: RepoSnapshot | None) -> SyncOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        if snapshot is not None:
+            RepoSnapshot.objects.filter(pk=snapshot.pk).update(checked_at=now)
+            snapshot.checked_at = now
+        Project.objects.filter(pk=project.pk).update(github_checked_at=now)
+        project.github_checked_at = now
+    return SyncOutcome(GitHubSyncResult.UNCHANGED, "Repository unchanged (304).", snapshot)
+
+
+def _project_record_repo_problem(
+    *,
+    project: Project,
+    result: GitHubSyncResult,
+    state: str,
+    detail: str,
+    new_repository: tuple[str, str] | None = None,
+) -> SyncOutcome:
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if new_repository is not None:
+            locked.repo_owner, locked.repo_name = new_repository
+        locked.repo_state = state
+        locked.repo_state_detail = detail[:300]
+        locked.github_checked_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "repo_owner",
+                "repo_name",
+                "repo_state",
+                "repo_state_detail",
+                "github_checked_at",
+                "updated_at",
+            ]
+        )
+    _copy_sync_fields(source=locked, target=project)
+    return SyncOutcome(result, detail)
+
+
+def _project_record_health(
+    *,
+    project: Project,
+    health: github.RepositoryHealth,
+    state: str = "",
+    detail: str = "",
+    new_repository: tuple[str, str] | None = None,
+) -> SyncOutcome:
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if new_repository is not None:
+            locked.repo_owner, locked.repo_name = new_repository
+        notes = [detail] if detail else []
+        if locked.github_id != health.github_id:
+            holder = (
+                Project.objects.filter(github_id=health.github_id).exclude(pk=locked.pk).first()
+            )
+            if holder is not None:
+                notes.append(
+                    f"GitHub repository id {health.github_id} already belongs to project "
+                    f"{holder.slug!r}."
+                )
+            else:
+                if locked.github_id is not None:
+                    notes.append(
+                        f"GitHub repository id changed from {locked.github_id} to "
+                        f"{health.github_id}: a different repository now has this name."
+                    )
+                locked.github_id = health.github_id
+        snapshot = RepoSnapshot.objects.create(
+            project=locked,
+            taken_at=health.taken_at,
+            checked_at=health.taken_at,
+            stars=health.stars,
+            forks=health.forks,
+            open_issues=health.open_issues,
+            license_spdx=health.license_spdx[:64],
+            default_branch=health.default_branch[:200],
+            pushed_at=health.pushed_at,
+            commits_90d=health.commits_90d,
+            contributors_90d=health.contributors_90d,
+            latest_release=health.latest_release[:200],
+            latest_release_at=health.latest_release_at,
+            has_license=health.has_license,
+            has_readme=health.has_readme,
+            has_contributing=health.has_contributing,
+            has_codeowners=health.has_codeowners,
+            has_code_of_conduct=health.has_code_of_conduct,
+            has_security=health.has_security,
+            has_ci_workflows=health.has_ci_workflows,
+            etag=health.etag[:200],
+        )
+        locked.repo_state = state or Project.RepoState.OK
+        locked.repo_state_detail = " ".join(notes)[:300]
+        locked.github_checked_at = health.taken_at
+        locked.save(
+            update_fields=[
+                "github_id",
+                "repo_owner",
+                "repo_name",
+                "repo_state",
+                "repo_state_detail",
+                "github_checked_at",
+                "updated_at",
+            ]
+        )
+    _copy_sync_fields(source=locked, target=project)
+    result = GitHubSyncResult.RENAMED if state else GitHubSyncResult.SYNCED
+    return SyncOutcome(result, locked.repo_state_detail, snapshot)
+
+
+def _project_record_moved(*, project: Project, moved: github.RepositoryMoved) -> SyncOutcome:
+    """Follow a rename: keep the figures, and take the new name unless another project has it."""
+    old, new = project.repository, f"{moved.new_owner}/{moved.new_name}"
+    holder = (
+        Project.objects.filter(repo_owner__iexact=moved.new_owner, repo_name__iexact=moved.new_name)
+        .exclude(pk=project.pk)
+        .first()
+    )
+    valid = OWNER_RE.fullmatch(moved.new_owner) and REPO_RE.fullmatch(moved.new_name)
+    new_repository = None
+    if holder is not None:
+        detail = f"Moved to {new}, which project {holder.slug!r} already lists; name kept."
+    elif not valid:
+        detail = f"Moved to {new!r}, which is not a valid repository name; name kept."
+    else:
+        detail = f"Renamed from {old} to {new}."
+        new_repository = (moved.new_owner, moved.new_name)
+    if moved.health is None:
+        return _project_record_repo_problem(
+            project=project,
+            result=GitHubSyncResult.RENAMED,
+            state=Project.RepoState.RENAMED,
+            detail=detail,
+            new_repository=new_repository,
+        )
+    return _project_record_health(
+        project=project,
+        health=moved.health,
+        state=Project.RepoState.RENAMED,
+        detail=detail,
+        new_repository=new_repository,
+    )
+
+
+def _copy_sync_fields(*, source: Project, target: Project) -> None:
+    for name in ("github_id", "repo_owner", "repo_name", "repo_state", "repo_state_detail"):
+        setattr(target, name, getattr(source, name))
+    target.github_checked_at = source.github_checked_at

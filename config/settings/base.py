@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -91,6 +92,7 @@ def _database_from_env() -> dict:
 
 DATABASES = {"default": _database_from_env()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, opted into now
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -160,6 +162,24 @@ GITHUB_SYNC_INTERVAL = timedelta(days=1)
 REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # Public API (config/api.py): knox tokens (stored hashed, expiring) or the browser session.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="120/minute"),
+        "user": env("API_THROTTLE_USER", default="1200/minute"),
+        # Badge misses that reach Django, per client address (image proxies share addresses).
+        "badge": env("API_THROTTLE_BADGE", default="6000/minute"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 LOGGING = {
@@ -171,3 +191,98 @@ LOGGING = {
 
 # Fragments pulled into the project page with htmx, each rendered by the app that owns it.
 PROJECT_PAGE_FRAGMENTS: list[str] = []
+
+# Registry: GitHub sync (registry/sources/github.py, registry/tasks.py).
+# Requests of one sync run one after another; a pause between them is optional politeness.
+GITHUB_SECONDS_BETWEEN_REQUESTS = env.float("GITHUB_SECONDS_BETWEEN_REQUESTS", default=0.0)
+# sync_github_all queues one task per project, this many seconds apart.
+GITHUB_SYNC_STAGGER_S = env.float("GITHUB_SYNC_STAGGER_S", default=2.0)
+
+# Periodic tasks. DatabaseScheduler copies these entries into django-celery-beat's tables on
+# start, where the admin can edit them; other parts add theirs with CELERY_BEAT_SCHEDULE[...].
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "registry.sync_github_all": {
+        "task": "registry.sync_github_all",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"queue": "default"},
+    },
+}
+
+# Public API and badges (config/api.py, registry/api.py, registry/badge_*.py).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.int("API_TOKEN_TTL_HOURS", default=24 * 30)),
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": 20,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ecosystem Registry API",
+    "DESCRIPTION": (
+        "Projects of the foundation's ecosystem, their PyTorch compatibility runs and their "
+        "reviews. Read endpoints are public; applications and reviews need a token "
+        "(POST /api/v1/auth/login/ with your username and password) or a browser session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# Compatibility runs (ci_runners): dispatch, reaping, PyPI release checks, beat entries.
+COMPAT_RUNNER_SILENT_S = env.int("COMPAT_RUNNER_SILENT_S", default=90)
+COMPAT_DEFAULT_MAX_CONCURRENT = env.int("COMPAT_DEFAULT_MAX_CONCURRENT", default=4)
+PYPI_JSON_URL = env("PYPI_JSON_URL", default="https://pypi.org/pypi/{name}/json")
+PYPI_TIMEOUT_S = env.int("PYPI_TIMEOUT_S", default=20)
+PROJECT_PAGE_FRAGMENTS.append("ci_runners:project_matrix")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "ci_runners.reap_stale_cells": {
+            "task": "ci_runners.reap_stale_cells",
+            "schedule": timedelta(minutes=1),
+            "options": {"queue": "default", "expires": 50},
+        },
+        "ci_runners.nightly_runs": {
+            "task": "ci_runners.nightly_runs",
+            "schedule": crontab(hour=1, minute=7),
+            "options": {"queue": "default"},
+        },
+        "ci_runners.check_torch_releases": {
+            "task": "ci_runners.check_torch_releases",
+            "schedule": crontab(hour="*/6", minute=41),
+            "options": {"queue": "default"},
+        },
+    }
+)
+
+# Reviews (reviews/): accounts, the TAC process clock, notifications.
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# "mandatory" in a real deployment (set the variable there); "none" lets a local user start at once.
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", default="none")
+ACCOUNT_LOGOUT_ON_GET = False
+LOGIN_REDIRECT_URL = "/reviews/"
+SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {"github": {"SCOPE": ["read:user", "user:email"]}}
+if env("GITHUB_OAUTH_CLIENT_ID", default=""):  # GitHub login only where an OAuth app exists
+    SOCIALACCOUNT_PROVIDERS["github"]["APP"] = {
+        "client_id": env("GITHUB_OAUTH_CLIENT_ID"),
+        "secret": env("GITHUB_OAUTH_CLIENT_SECRET", default=""),
+        "key": "",
+    }
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+REVIEWS_VOTE_WINDOW_DAYS = env.int("REVIEWS_VOTE_WINDOW_DAYS", default=14)
+PROJECT_PAGE_FRAGMENTS.append("reviews:project_history")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "reviews.close_due_votes": {
+            "task": "reviews.close_due_votes",
+            "schedule": timedelta(minutes=5),
+            "options": {"queue": "default", "expires": 240},
+        },
+        "reviews.periodic_review_due": {
+            "task": "reviews.periodic_review_due",
+            "schedule": crontab(hour=4, minute=23),
+            "options": {"queue": "default"},
+        },
+    }
+)

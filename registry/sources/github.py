@@ -168,7 +168,8 @@ def _fetch(client: Github, *, owner: str, name: str, etag: str) -> RepositoryHea
         except ValueError:
             data = {"message": str(output)[:200]}
         if status >= 400:
-            raise Requester.createException(status, response_headers, data)
+            body = data if isinstance(data, dict) else {}
+            raise Requester.createException(status, response_headers, body)
         return status, response_headers, data
 
     status, response_headers, data = _call(read_repository, what=f"{owner}/{name}")
@@ -327,6 +328,8 @@ def _call(operation: Callable[[], T], *, what: str) -> T:
 def _translate(operation: Callable[[], T], *, what: str) -> T:
     try:
         return operation()
+    except GitHubError:
+        raise
     except GithubException as error:
         raise _error_from(error, what=what) from error
     except requests.exceptions.Timeout as error:
@@ -341,6 +344,11 @@ def _translate(operation: Callable[[], T], *, what: str) -> T:
         ) from error
     except RuntimeError as error:  # PyGithub refuses a redirect to another host or scheme
         raise GitHubUnavailable(f"GitHub answered {what} with a bad redirect: {error}") from error
+    except Exception as error:  # a malformed answer must not crash a sync run
+        logger.exception("Unexpected answer from GitHub for %s", what)
+        raise GitHubUnavailable(
+            f"Unexpected answer from GitHub for {what}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _root_cause(error: BaseException) -> str:

@@ -92,6 +92,7 @@ def test_export_then_import_round_trips(imported_landscape, tmp_path):
     )
 
     Project.objects.all().delete()
+    Category.objects.filter(parent__isnull=False).delete()
     Category.objects.all().delete()
     summary = run("import_landscape", str(exported))
 

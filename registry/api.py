@@ -1,0 +1,7 @@
+"""Public REST API of the registry (placeholder; filled below)."""
+
+extra_urlpatterns: list = []
+
+
+def register(router) -> None:
+    return None
