@@ -1,0 +1,229 @@
+"""Forms of the portal and the dashboard: they validate input; services do the writes."""
+
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+from registry.models import Category
+from registry.repository_urls import OWNER_RE, InvalidRepositoryURL, parse_repository_url
+from reviews import criteria
+from reviews.checks import PYPI_NAME_RE
+from reviews.models import (
+    ANSWER_FIELDS,
+    DESCRIPTION_MAX_WORDS,
+    DESCRIPTION_MIN_WORDS,
+    HOSTED_ANSWERS,
+    REQUIRED_ANSWERS,
+    CriterionResult,
+    Submission,
+    Vote,
+)
+
+MAX_EMAILS, MAX_HANDLES, MAX_REPOS = 10, 30, 20
+
+
+def _lines(value: str) -> list[str]:
+    return [item.strip() for item in re.split(r"[\n,;]+", value or "") if item.strip()]
+
+
+class ListField(forms.CharField):
+    """A list typed one item a line (or comma separated), stored as a JSON list."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, *, max_items: int, **kwargs):
+        self.max_items = max_items
+        kwargs.setdefault("max_length", 4000)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        items = _lines(super().to_python(value))
+        if len(items) > self.max_items:
+            raise ValidationError(f"At most {self.max_items} entries.")
+        return items
+
+
+class SubmissionForm(forms.ModelForm):
+    contact_emails = ListField(max_items=MAX_EMAILS, required=False, help_text="One a line.")
+    maintainer_handles = ListField(
+        max_items=MAX_HANDLES,
+        required=False,
+        label="GitHub handles of the maintainers",
+        help_text="One a line, without @.",
+    )
+    additional_repos = ListField(
+        max_items=MAX_REPOS,
+        required=False,
+        label="Additional repositories in scope",
+        help_text="https://github.com/owner/repo, one a line.",
+    )
+
+    class Meta:
+        model = Submission
+        fields = ANSWER_FIELDS
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 8}),
+            "similar_projects": forms.Textarea(attrs={"rows": 2}),
+            "documentation": forms.Textarea(attrs={"rows": 3}),
+            "ci_description": forms.Textarea(attrs={"rows": 3}),
+            "pytorch_components": forms.Textarea(attrs={"rows": 2}),
+            "additional_info": forms.Textarea(attrs={"rows": 3}),
+            **{
+                name: forms.Textarea(attrs={"rows": 3})
+                for name in (
+                    "governance_model",
+                    "production_adoption",
+                    "roadmap",
+                    "security_process",
+                )
+            },
+        }
+        labels = {
+            "project_name": "Project name",
+            "similar_projects": "Similar projects already in the ecosystem (or “none”)",
+            "repository_url": "Primary repository URL",
+            "website_url": "Website (the repository again if none)",
+            "documentation_url": "Documentation URL",
+            "pytorch_versions": "PyTorch versions it builds and tests with",
+            "pytorch_components": "PyTorch components it uses",
+            "backing_org_name": "Backing company or institution",
+            "backing_org_url": "Its URL",
+            "slides_url": "Slide deck (link)",
+            "video_url": "Video, at most 15 minutes (link)",
+            "tac_sponsor": "TAC sponsor",
+            "classification": "Platform or vertical",
+        }
+
+    def __init__(self, *args, for_submit: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.for_submit = for_submit
+        for field in self.fields.values():
+            field.required = False
+            if isinstance(field, forms.URLField):
+                field.assume_scheme = "https"
+        if for_submit:
+            kind = self.data.get("kind") if self.is_bound else self.instance.kind
+            required = REQUIRED_ANSWERS + (HOSTED_ANSWERS if kind == Submission.Kind.HOSTED else ())
+            for name in required:
+                self.fields[name].required = True
+        self.fields["kind"].required = True
+
+    def clean_contact_emails(self):
+        emails = self.cleaned_data["contact_emails"]
+        validate = EmailValidator()
+        for email in emails:
+            try:
+                validate(email)
+            except ValidationError:
+                raise ValidationError(f"{email[:100]!r} is not a valid email address.") from None
+            if len(email) > 254:
+                raise ValidationError("An email address is at most 254 characters.")
+        return emails
+
+    def clean_maintainer_handles(self):
+        handles = [handle.removeprefix("@") for handle in self.cleaned_data["maintainer_handles"]]
+        for handle in handles:
+            if not OWNER_RE.fullmatch(handle):
+                raise ValidationError(
+                    f"{handle[:60]!r} is not a GitHub handle (letters, digits and single "
+                    "hyphens, at most 39 characters)."
+                )
+        seen, unique = set(), []
+        for handle in handles:
+            if handle.lower() not in seen:
+                seen.add(handle.lower())
+                unique.append(handle)
+        return unique
+
+    def clean_repository_url(self):
+        url = self.cleaned_data["repository_url"].strip()
+        if not url:
+            return url
+        try:
+            return parse_repository_url(url).url
+        except InvalidRepositoryURL as error:
+            raise ValidationError(str(error)) from None
+
+    def clean_additional_repos(self):
+        urls = []
+        for url in self.cleaned_data["additional_repos"]:
+            try:
+                urls.append(parse_repository_url(url).url)
+            except InvalidRepositoryURL as error:
+                raise ValidationError(f"{url[:100]}: {error}") from None
+        return urls
+
+    def clean_description(self):
+        text = self.cleaned_data["description"].strip()
+        words = len(text.split())
+        if text and not DESCRIPTION_MIN_WORDS <= words <= DESCRIPTION_MAX_WORDS:
+            raise ValidationError(
+                f"Write {DESCRIPTION_MIN_WORDS} to {DESCRIPTION_MAX_WORDS} words "
+                f"(this has {words})."
+            )
+        return text
+
+    def clean_pypi_name(self):
+        name = self.cleaned_data["pypi_name"].strip()
+        if name and not PYPI_NAME_RE.fullmatch(name):
+            raise ValidationError("Not a valid PyPI project name.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        for name in ("summary", "project_name", "license", "pytorch_versions", "tac_sponsor"):
+            if "\n" in (data.get(name) or ""):
+                self.add_error(name, "One line only.")
+        return data
+
+    def answers(self) -> dict:
+        return {
+            name: self.cleaned_data[name] for name in ANSWER_FIELDS if name in self.cleaned_data
+        }
+
+
+class TransitionForm(forms.Form):
+    to = forms.CharField(max_length=32)
+    note = forms.CharField(
+        max_length=5000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(
+        max_length=10000, widget=forms.Textarea(attrs={"rows": 4}), label="Message (Markdown)"
+    )
+    shared_with_applicant = forms.BooleanField(required=False, label="Share with the applicant")
+
+
+class AnswerForm(forms.Form):
+    outcome = forms.ChoiceField(choices=CriterionResult.Outcome.choices)
+    justification = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class OverrideForm(forms.Form):
+    outcome = forms.ChoiceField(choices=CriterionResult.Outcome.choices)
+    reason = forms.CharField(
+        max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Written reason"
+    )
+
+
+class VoteForm(forms.Form):
+    choice = forms.ChoiceField(choices=Vote.Choice.choices, widget=forms.RadioSelect)
+
+
+class CategoryForm(forms.Form):
+    category = forms.ModelChoiceField(queryset=Category.objects.select_related("parent"))
+
+
+class PeriodicDecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("retire", "Retire the project"), ("keep", "Keep it")])
+    note = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+CRITERION_NUMBERS = {c.number for c in criteria.CRITERIA}

@@ -1,0 +1,187 @@
+"""Reads of the review process that span relations: the queue, a review page, histories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from registry.models import Project
+from reviews import criteria
+from reviews.models import (
+    Comment,
+    CriterionAnswer,
+    CriterionResult,
+    PeriodicReview,
+    ReviewEvent,
+    Submission,
+)
+from reviews.states import (
+    FINAL_STATES,
+    PERIODIC_OPEN_STATES,
+    STALE_AFTER_DAYS,
+    PeriodicReviewState,
+    SubmissionState,
+)
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    state: str = ""  # "" = every open state; "all"; or one state
+    assigned_to_me: bool = False
+    query: str = ""
+
+
+def applicant_submissions(*, user) -> QuerySet[Submission]:
+    return Submission.objects.filter(applicant=user).order_by("-updated_at")
+
+
+def applicant_submission(*, user, pk: int) -> Submission:
+    """The user's own application (Submission.DoesNotExist for anyone else's)."""
+    return Submission.objects.select_related("category__parent", "project").get(
+        pk=pk, applicant=user
+    )
+
+
+def dashboard_queue(*, user, filters: QueueFilters) -> list[Submission]:
+    submissions = (
+        Submission.objects.exclude(state=SubmissionState.DRAFT)
+        .select_related("applicant", "category")
+        .annotate(
+            reviewer_count=Count("reviewers", distinct=True),
+            assigned_to_me=Count("reviewers", filter=Q(reviewers=user), distinct=True),
+        )
+    )
+    if filters.state == "all":
+        pass
+    elif filters.state in SubmissionState.values:
+        submissions = submissions.filter(state=filters.state)
+    else:
+        submissions = submissions.exclude(state__in=FINAL_STATES)
+    if filters.assigned_to_me:
+        submissions = submissions.filter(reviewers=user)
+    if filters.query:
+        query = filters.query[:100]
+        submissions = submissions.filter(
+            Q(project_name__icontains=query)
+            | Q(repo_owner__icontains=query)
+            | Q(repo_name__icontains=query)
+            | Q(summary__icontains=query)
+        )
+    now = timezone.now()
+    rows = list(submissions.order_by("state_changed_at")[:300])
+    for row in rows:
+        row.waiting_days = (now - row.state_changed_at).days
+        limit = STALE_AFTER_DAYS.get(row.state)
+        row.stale = limit is not None and now - row.state_changed_at > timedelta(days=limit)
+    return rows
+
+
+def dashboard_counts() -> dict[str, int]:
+    counts = dict(
+        Submission.objects.exclude(state=SubmissionState.DRAFT)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return {state: counts.get(state, 0) for state in SubmissionState.values if state != "draft"}
+
+
+def open_periodic_reviews() -> QuerySet[PeriodicReview]:
+    return (
+        PeriodicReview.objects.filter(state__in=PERIODIC_OPEN_STATES)
+        .select_related("project")
+        .order_by("state", "grace_until")
+    )
+
+
+@dataclass
+class CriterionRow:
+    info: criteria.Criterion
+    result: CriterionResult | None
+    answers: list[CriterionAnswer]
+    my_answer: CriterionAnswer | None
+
+
+def criteria_rows(*, submission: Submission, user=None) -> list[CriterionRow]:
+    results = {r.criterion: r for r in submission.results.select_related("overridden_by")}
+    answers: dict[int, list[CriterionAnswer]] = {}
+    for answer in submission.answers.select_related("reviewer"):
+        answers.setdefault(answer.criterion, []).append(answer)
+    rows = []
+    for info in criteria.CRITERIA:
+        mine = [
+            a for a in answers.get(info.number, []) if user is not None and a.reviewer_id == user.pk
+        ]
+        rows.append(
+            CriterionRow(
+                info,
+                results.get(info.number),
+                answers.get(info.number, []),
+                mine[0] if mine else None,
+            )
+        )
+    return rows
+
+
+def comments_for(*, submission: Submission, tac: bool) -> QuerySet[Comment]:
+    comments = submission.comments.select_related("author")
+    return comments if tac else comments.filter(shared_with_applicant=True)
+
+
+def events_for(*, submission: Submission, public_only: bool = False) -> QuerySet[ReviewEvent]:
+    events = submission.events.select_related("actor")
+    if public_only:
+        events = events.filter(
+            Q(public=True) | Q(kind__in=[ReviewEvent.Kind.CREATED, ReviewEvent.Kind.EDITED])
+        )
+    return events
+
+
+def compat_cells_of(*, run_id: int | None) -> list:
+    if not run_id:
+        return []
+    try:
+        from ci_runners.models import CompatCell
+    except ImportError:
+        return []
+    return list(CompatCell.objects.filter(run_id=run_id).select_related("target"))
+
+
+@dataclass
+class HistoryEntry:
+    when: object
+    title: str
+    detail: str
+
+
+def project_review_history(*, project: Project) -> list[HistoryEntry]:
+    """The public parts of a project's reviews: state changes, decisions, periodic reviews."""
+    submissions = Submission.objects.filter(
+        Q(project=project)
+        | (
+            Q(repo_owner__iexact=project.repo_owner, repo_name__iexact=project.repo_name)
+            & ~Q(repo_owner="")
+        )
+    ).exclude(state=SubmissionState.DRAFT)
+    entries: list[HistoryEntry] = []
+    events = ReviewEvent.objects.filter(
+        Q(submission__in=submissions) | Q(periodic_review__project=project), public=True
+    ).order_by("created_at", "id")
+    for event in events:
+        if event.periodic_review_id:
+            label = (
+                PeriodicReviewState(event.to_state).label if event.to_state else "Periodic review"
+            )
+            entries.append(HistoryEntry(event.created_at, f"Periodic review: {label}", event.note))
+        elif event.kind == ReviewEvent.Kind.DECISION:
+            entries.append(HistoryEntry(event.created_at, "TAC vote closed", event.note))
+        elif event.kind == ReviewEvent.Kind.TRANSITION:
+            label = SubmissionState(event.to_state).label
+            detail = event.note if event.to_state in (SubmissionState.TOO_EARLY,) else ""
+            entries.append(HistoryEntry(event.created_at, f"Application: {label}", detail))
+        elif event.kind == ReviewEvent.Kind.ONBOARDING:
+            entries.append(HistoryEntry(event.created_at, "Onboarded", event.note))
+    return entries

@@ -1,0 +1,473 @@
+"""Applications and the state machine: `submission_transition` is the only writer of
+`Submission.state`. Also drafts, submitting, the TAC's bookkeeping and onboarding."""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from registry import services as registry_services
+from registry.models import Category, Project
+from registry.repository_urls import InvalidRepositoryURL, Repository, parse_repository_url
+from reviews import criteria
+from reviews.models import (
+    ANSWER_FIELDS,
+    DESCRIPTION_MAX_WORDS,
+    DESCRIPTION_MIN_WORDS,
+    HOSTED_ANSWERS,
+    REQUIRED_ANSWERS,
+    Comment,
+    CriterionResult,
+    OnboardingTask,
+    ReviewEvent,
+    Submission,
+)
+from reviews.roles import user_roles
+from reviews.states import (
+    APPLICANT,
+    COOLDOWN_STATES,
+    EDITABLE_STATES,
+    FINAL_STATES,
+    OPEN_STATES,
+    REVIEWER,
+    STAFF,
+    SYSTEM,
+    InvalidTransition,
+    NotAllowed,
+    PeriodicReviewState,
+    ResubmissionTooSoon,
+    ReviewError,
+    SubmissionIncomplete,
+    SubmissionState,
+    allowed_roles,
+)
+
+logger = logging.getLogger(__name__)
+S = SubmissionState
+P = PeriodicReviewState
+Outcome = CriterionResult.Outcome
+
+RESUBMIT_AFTER_MONTHS = 3
+
+
+def vote_window() -> timedelta:
+    return timedelta(days=getattr(settings, "REVIEWS_VOTE_WINDOW_DAYS", 14))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def roles_on(*, submission: Submission, actor: User | None) -> frozenset[str]:
+    """The roles `actor` holds on this application. An applicant never reviews their own."""
+    if actor is None:
+        return frozenset({SYSTEM})
+    if actor.pk == submission.applicant_id:
+        return frozenset({APPLICANT})
+    return user_roles(actor) & {REVIEWER, STAFF}
+
+
+def _require_reviewer(*, submission: Submission, actor: User) -> None:
+    if not roles_on(submission=submission, actor=actor) & {REVIEWER, STAFF}:
+        raise NotAllowed("Only TAC reviewers and staff may do this.")
+
+
+def _event(**fields: Any) -> ReviewEvent:
+    event = ReviewEvent.objects.create(**fields)
+    transaction.on_commit(lambda: _queue_notification(event.pk))
+    return event
+
+
+def _queue_notification(event_id: int) -> None:
+    from reviews.tasks import send_event_notification
+
+    send_event_notification.delay(event_id)
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _label(state: str) -> str:
+    return S(state).label if state in S.values else state
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def submission_transition(
+    *, submission: Submission, to: str, actor: User | None, note: str = ""
+) -> Submission:
+    """Move an application to `to`, if the table lets this actor; log it and notify."""
+    locked = Submission.objects.select_for_update().get(pk=submission.pk)
+    frm = locked.state
+    if to not in S.values:
+        raise InvalidTransition(f"{to!r} is not a state of an application.")
+    if frm == to:
+        raise InvalidTransition(f"The application is already '{_label(to)}'.")
+    allowed = allowed_roles(frm, to)
+    if not allowed:
+        raise InvalidTransition(
+            f"An application cannot move from '{_label(frm)}' to '{_label(to)}'."
+        )
+    if not allowed & roles_on(submission=locked, actor=actor):
+        raise InvalidTransition(
+            f"You may not move this application from '{_label(frm)}' to '{_label(to)}'."
+        )
+    if to == S.VOTING and locked.category_id is None:
+        raise InvalidTransition("Choose the landscape category before opening the vote.")
+    if to in (S.CHANGES_REQUESTED, S.TOO_EARLY) and not note.strip():
+        raise InvalidTransition("Say why: the applicant reads this note.")
+    now = timezone.now()
+    locked.state, locked.state_changed_at = to, now
+    fields = ["state", "state_changed_at", "updated_at"]
+    if to == S.SUBMITTED:
+        locked.submitted_at = now
+        fields.append("submitted_at")
+    if to == S.VOTING:
+        locked.vote_opened_at, locked.vote_closes_at = now, now + vote_window()
+        fields += ["vote_opened_at", "vote_closes_at"]
+    if to in FINAL_STATES:
+        locked.decided_at = now
+        fields.append("decided_at")
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=fields)
+    except IntegrityError:
+        raise ReviewError(
+            f"Another application for {locked.repository} is already under review."
+        ) from None
+    _event(
+        submission=locked,
+        actor=actor,
+        kind=ReviewEvent.Kind.TRANSITION,
+        from_state=frm,
+        to_state=to,
+        note=note.strip()[:5000],
+        public=True,
+    )
+    if to == S.ACCEPTED:
+        _submission_onboard(submission=locked)
+    if locked.project_id:
+        registry_services.project_set_review_state(project=locked.project, review_state=to)
+    for field in fields + ["project_id"]:
+        setattr(submission, field, getattr(locked, field))
+    return locked
+
+
+# --- the application --------------------------------------------------------------------------
+
+
+def _apply_answers(submission: Submission, answers: dict[str, Any]) -> list[str]:
+    unknown = set(answers) - set(ANSWER_FIELDS)
+    if unknown:
+        raise ReviewError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    changed = []
+    for field, value in answers.items():
+        if getattr(submission, field) != value:
+            setattr(submission, field, value)
+            changed.append(field)
+    if "repository_url" in changed:
+        if submission.repository_url:
+            try:
+                repository = parse_repository_url(submission.repository_url)
+            except InvalidRepositoryURL as error:
+                raise ReviewError(str(error)) from None
+            submission.repo_owner, submission.repo_name = repository.owner, repository.name
+            submission.repository_url = repository.url
+        else:
+            submission.repo_owner = submission.repo_name = ""
+    return changed
+
+
+@transaction.atomic
+def submission_create(*, applicant: User, answers: dict[str, Any]) -> Submission:
+    """Save a new application as a draft (answers may still be missing)."""
+    submission = Submission(applicant=applicant)
+    _apply_answers(submission, answers)
+    submission.save()
+    _event(submission=submission, actor=applicant, kind=ReviewEvent.Kind.CREATED, to_state=S.DRAFT)
+    return submission
+
+
+@transaction.atomic
+def submission_update(
+    *, submission: Submission, actor: User, answers: dict[str, Any]
+) -> Submission:
+    """The applicant edits the answers, while a draft or while changes are requested."""
+    locked = Submission.objects.select_for_update().get(pk=submission.pk)
+    if actor.pk != locked.applicant_id:
+        raise NotAllowed("Only the applicant edits an application.")
+    if locked.state not in EDITABLE_STATES:
+        raise ReviewError(
+            f"The application cannot be edited while '{_label(locked.state)}'; "
+            "it can be edited as a draft or when the reviewers request changes."
+        )
+    changed = _apply_answers(locked, answers)
+    if changed:
+        try:
+            with transaction.atomic():
+                locked.save()
+        except IntegrityError:
+            raise ReviewError(
+                f"Another application for {locked.repository} is already under review."
+            ) from None
+        _event(
+            submission=locked,
+            actor=actor,
+            kind=ReviewEvent.Kind.EDITED,
+            note="Changed: " + ", ".join(changed),
+            data={"fields": changed},
+        )
+    return locked
+
+
+def submission_missing_answers(*, submission: Submission) -> list[str]:
+    """Names (labels) of the required answers still missing, and broken rules."""
+    required = list(REQUIRED_ANSWERS)
+    if submission.is_hosted:
+        required += list(HOSTED_ANSWERS)
+    problems = [
+        str(Submission._meta.get_field(field).verbose_name)
+        for field in required
+        if not getattr(submission, field)
+    ]
+    words = len(submission.description.split())
+    if submission.description and not DESCRIPTION_MIN_WORDS <= words <= DESCRIPTION_MAX_WORDS:
+        problems.append(
+            f"description must be {DESCRIPTION_MIN_WORDS} to {DESCRIPTION_MAX_WORDS} words "
+            f"(it has {words})"
+        )
+    return problems
+
+
+def resubmission_opens_on(*, owner: str, name: str, exclude_pk: int | None = None) -> date | None:
+    """The day a repository may apply again after a decline / too early, or None if it may."""
+    last = (
+        Submission.objects.filter(
+            repo_owner__iexact=owner, repo_name__iexact=name, state__in=COOLDOWN_STATES
+        )
+        .exclude(pk=exclude_pk)
+        .exclude(decided_at__isnull=True)
+        .order_by("-decided_at")
+        .first()
+    )
+    if last is None:
+        return None
+    opens_on = add_months(last.decided_at.date(), RESUBMIT_AFTER_MONTHS)
+    return opens_on if timezone.now().date() < opens_on else None
+
+
+@transaction.atomic
+def submission_submit(*, submission: Submission, actor: User) -> Submission:
+    """Send a complete draft to the TAC; the automated checks start when this commits."""
+    locked = Submission.objects.select_for_update().get(pk=submission.pk)
+    if actor.pk != locked.applicant_id:
+        raise NotAllowed("Only the applicant submits an application.")
+    if locked.state != S.DRAFT:
+        raise InvalidTransition(
+            f"Only a draft can be submitted (this one is '{_label(locked.state)}')."
+        )
+    missing = submission_missing_answers(submission=locked)
+    if missing:
+        raise SubmissionIncomplete("Complete the application first: " + "; ".join(missing) + ".")
+    opens_on = resubmission_opens_on(owner=locked.repo_owner, name=locked.repo_name)
+    if opens_on:
+        raise ResubmissionTooSoon(
+            f"{locked.repository} was declined or found too early less than "
+            f"{RESUBMIT_AFTER_MONTHS} months ago; you can apply again from "
+            f"{opens_on:%Y-%m-%d}, with measurable improvements.",
+            opens_on,
+        )
+    other = (
+        Submission.objects.filter(
+            repo_owner__iexact=locked.repo_owner,
+            repo_name__iexact=locked.repo_name,
+            state__in=OPEN_STATES,
+        )
+        .exclude(pk=locked.pk)
+        .first()
+    )
+    if other:
+        raise ReviewError(f"An application for {locked.repository} is already under review.")
+    project = Project.objects.filter(
+        repo_owner__iexact=locked.repo_owner, repo_name__iexact=locked.repo_name
+    ).first()
+    if project and locked.project_id != project.pk:
+        locked.project = project
+        locked.save(update_fields=["project", "updated_at"])
+    submission_transition(submission=locked, to=S.SUBMITTED, actor=actor, note="Submitted.")
+    pk = locked.pk
+    transaction.on_commit(lambda: _queue_checks(pk))
+    submission.state = locked.state
+    return locked
+
+
+def _queue_checks(submission_id: int) -> None:
+    from reviews.tasks import run_automated_checks
+
+    run_automated_checks.delay(submission_id)
+
+
+def submission_withdraw(*, submission: Submission, actor: User, note: str = "") -> Submission:
+    return submission_transition(
+        submission=submission, to=S.WITHDRAWN, actor=actor, note=note or "Withdrawn."
+    )
+
+
+def submission_request_checks(*, submission: Submission, actor: User) -> None:
+    """A reviewer asks for the automated checks again."""
+    _require_reviewer(submission=submission, actor=actor)
+    if submission.state in FINAL_STATES or submission.state == S.DRAFT:
+        raise ReviewError("Checks run only on an application under review.")
+    pk = submission.pk
+    transaction.on_commit(lambda: _queue_checks(pk))
+
+
+# --- TAC bookkeeping --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def submission_assign_reviewer(
+    *,
+    submission: Submission,
+    reviewer: User,
+    actor: User,
+    assign: bool = True,
+) -> None:
+    _require_reviewer(submission=submission, actor=actor)
+    if assign and not user_roles(reviewer) & {REVIEWER, STAFF}:
+        raise ReviewError(f"{reviewer} is not a TAC reviewer.")
+    if assign and reviewer.pk == submission.applicant_id:
+        raise ReviewError("The applicant cannot review their own application.")
+    is_assigned = submission.reviewers.filter(pk=reviewer.pk).exists()
+    if assign == is_assigned:
+        return
+    if assign:
+        submission.reviewers.add(reviewer)
+    else:
+        submission.reviewers.remove(reviewer)
+    _event(
+        submission=submission,
+        actor=actor,
+        kind=ReviewEvent.Kind.ASSIGNMENT,
+        note=f"{reviewer.get_username()} {'assigned' if assign else 'unassigned'}.",
+        data={"reviewer_id": reviewer.pk, "assigned": assign},
+    )
+
+
+@transaction.atomic
+def submission_set_category(*, submission: Submission, category: Category, actor: User) -> None:
+    _require_reviewer(submission=submission, actor=actor)
+    if submission.state in FINAL_STATES:
+        raise ReviewError("The application is decided; its category can no longer change.")
+    if submission.category_id == category.pk:
+        return
+    submission.category = category
+    submission.save(update_fields=["category", "updated_at"])
+    _event(
+        submission=submission,
+        actor=actor,
+        kind=ReviewEvent.Kind.CATEGORY,
+        note=f"Landscape category: {category}.",
+        data={"category_id": category.pk},
+    )
+
+
+@transaction.atomic
+def comment_post(
+    *, submission: Submission, author: User, body: str, shared_with_applicant: bool
+) -> Comment:
+    body = (body or "").strip()
+    if not body:
+        raise ReviewError("Write a message first.")
+    if len(body) > 10000:
+        raise ReviewError("A message is at most 10,000 characters.")
+    roles = roles_on(submission=submission, actor=author)
+    if APPLICANT in roles:
+        shared_with_applicant = True
+    elif not user_roles(author):
+        raise NotAllowed("Only the applicant and the TAC take part in the discussion.")
+    comment = Comment.objects.create(
+        submission=submission, author=author, body=body, shared_with_applicant=shared_with_applicant
+    )
+    _event(
+        submission=submission,
+        actor=author,
+        kind=ReviewEvent.Kind.COMMENT,
+        data={"comment_id": comment.pk, "shared": shared_with_applicant},
+    )
+    return comment
+
+
+# --- onboarding ---------------------------------------------------------------------------------
+
+
+def _submission_onboard(*, submission: Submission) -> Project:
+    """On acceptance: the registry project, and the onboarding checklist."""
+    additional = []
+    for url in submission.additional_repos:
+        try:
+            additional.append(parse_repository_url(url).url)
+        except InvalidRepositoryURL:
+            continue
+    project = registry_services.project_onboard(
+        name=submission.project_name,
+        repository=Repository(owner=submission.repo_owner, name=submission.repo_name),
+        category=submission.category,
+        kind=Project.Kind.HOSTED if submission.is_hosted else Project.Kind.ECOSYSTEM,
+        description=submission.summary,
+        homepage_url=submission.website_url,
+        documentation_url=submission.documentation_url,
+        pypi_name=submission.pypi_name,
+        maintainers=list(submission.maintainer_handles),
+        additional_repos=additional,
+        accepted_on=timezone.now().date(),
+    )
+    submission.project = project
+    submission.save(update_fields=["project", "updated_at"])
+    OnboardingTask.objects.bulk_create(
+        [
+            OnboardingTask(
+                submission=submission, key=key, label=label, suggested=suggested, position=i
+            )
+            for i, (key, label, suggested) in enumerate(criteria.ONBOARDING_TASKS)
+        ],
+        ignore_conflicts=True,
+    )
+    ReviewEvent.objects.create(
+        submission=submission,
+        kind=ReviewEvent.Kind.ONBOARDING,
+        note=(
+            f"Listed as {project.name} ({project.get_kind_display()}); next periodic review "
+            f"due {project.next_review_due:%Y-%m-%d}. Onboarding checklist created."
+        ),
+        data={"project_id": project.pk},
+        public=True,
+    )
+    return project
+
+
+@transaction.atomic
+def onboarding_task_set(*, task: OnboardingTask, done: bool, actor: User) -> None:
+    _require_reviewer(submission=task.submission, actor=actor)
+    if task.done == done:
+        return
+    task.done_at, task.done_by = (timezone.now(), actor) if done else (None, None)
+    task.save(update_fields=["done_at", "done_by"])
+    ReviewEvent.objects.create(
+        submission=task.submission,
+        actor=actor,
+        kind=ReviewEvent.Kind.ONBOARDING,
+        note=f"{task.label}: {'done' if done else 'not done'}.",
+        data={"task": task.key, "done": done},
+    )

@@ -1,0 +1,307 @@
+"""Pages: who sees and does what, bad input, CSRF, sanitised Markdown, htmx fragments."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from reviews import services
+from reviews.models import Comment, Submission
+from tests.reviews.conftest import answers, form_data, healthy_repository
+
+
+@pytest.fixture
+def own_draft(applicant):
+    return services.submission_create(applicant=applicant, answers=answers())
+
+
+@pytest.fixture
+def under_review(applicant, github, pypi, django_capture_on_commit_callbacks):
+    healthy_repository(github)
+    pypi.publish("torchgood")
+    submission = services.submission_create(applicant=applicant, answers=answers())
+    with django_capture_on_commit_callbacks(execute=True):
+        services.submission_submit(submission=submission, actor=applicant)
+    submission.refresh_from_db()
+    return submission
+
+
+def test_signup_and_login_pages_use_the_site_layout(client, db):
+    for name in ("account_signup", "account_login"):
+        response = client.get(reverse(name))
+        assert response.status_code == 200
+        assert b"Ecosystem Registry" in response.content and b"site.css" in response.content
+
+
+def test_signup_creates_a_user_who_can_apply(client, db):
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "email": "new@example.org",
+            "password1": "a-Long-pass-123",
+            "password2": "a-Long-pass-123",
+        },
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("reviews:apply")).status_code == 200
+
+
+def test_apply_saves_a_draft_and_submits(
+    client, applicant, github, pypi, django_capture_on_commit_callbacks
+):
+    healthy_repository(github)
+    client.force_login(applicant)
+    response = client.post(reverse("reviews:apply"), form_data())
+    submission = Submission.objects.get(applicant=applicant)
+    assert response.status_code == 302 and response.url == reverse(
+        "reviews:application", args=[submission.pk]
+    )
+    assert submission.contact_emails == ["lead@example.org", "second@example.org"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("reviews:submit", args=[submission.pk]), follow=True)
+    assert b"Submitted" in response.content
+    submission.refresh_from_db()
+    assert submission.state == "in_review"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("repository_url", "https://gitlab.com/a/b", "github.com"),
+        ("repository_url", "https://github.com/only-owner", "one repository"),
+        ("contact_emails", "not-an-email", "valid email"),
+        ("maintainer_handles", "bad_handle!", "not a GitHub handle"),
+        ("description", "short text", "100 to 300 words"),
+        ("summary", "x" * 201, "at most 200 characters"),
+        ("website_url", "javascript:alert(1)", "valid URL"),
+        ("description", "word " * 5000, "at most 3000 characters"),
+    ],
+)
+def test_bad_answers_are_refused_with_a_message(client, applicant, field, value, message):
+    client.force_login(applicant)
+    response = client.post(reverse("reviews:apply"), form_data(**{field: value}))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Submission.objects.exists()
+
+
+def test_incomplete_draft_cannot_be_submitted_and_says_why(client, applicant):
+    client.force_login(applicant)
+    client.post(reverse("reviews:apply"), {"kind": "ecosystem", "project_name": "Half"})
+    submission = Submission.objects.get()
+    response = client.post(reverse("reviews:submit", args=[submission.pk]), follow=True)
+    assert response.status_code == 200
+    assert "Complete the application first" in response.content.decode()
+
+
+def test_an_applicant_never_reaches_another_applicants_application(
+    client, own_draft, other_applicant
+):
+    client.force_login(other_applicant)
+    pk = own_draft.pk
+    assert client.get(reverse("reviews:application", args=[pk])).status_code == 404
+    assert client.get(reverse("reviews:edit", args=[pk])).status_code == 404
+    assert (
+        client.post(reverse("reviews:edit", args=[pk]), form_data(summary="hijack")).status_code
+        == 404
+    )
+    for name in ("submit", "withdraw", "resume", "comment"):
+        assert client.post(reverse(f"reviews:{name}", args=[pk]), {"body": "x"}).status_code == 404
+    own_draft.refresh_from_db()
+    assert own_draft.summary != "hijack" and own_draft.state == "draft"
+    assert str(own_draft) not in client.get(reverse("reviews:mine")).content.decode()
+
+
+def test_anonymous_users_are_sent_to_login(client, own_draft):
+    response = client.get(reverse("reviews:application", args=[own_draft.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response.url
+
+
+def test_only_the_tac_sees_the_dashboard(client, applicant, reviewer, voters, under_review):
+    client.force_login(applicant)
+    assert client.get(reverse("reviews:dashboard")).status_code == 403
+    assert client.get(reverse("reviews:review", args=[under_review.pk])).status_code == 403
+    for user in (reviewer, voters[0]):
+        client.force_login(user)
+        assert client.get(reverse("reviews:dashboard")).status_code == 200
+        page = client.get(reverse("reviews:review", args=[under_review.pk]))
+        assert page.status_code == 200 and "TorchGood" in page.content.decode()
+
+
+def test_drafts_stay_private_even_to_the_tac(client, reviewer, own_draft):
+    client.force_login(reviewer)
+    assert client.get(reverse("reviews:review", args=[own_draft.pk])).status_code == 404
+
+
+def test_dashboard_filters_answer_htmx_with_the_queue_only(client, reviewer, under_review):
+    client.force_login(reviewer)
+    response = client.get(
+        reverse("reviews:dashboard"), {"state": "in_review", "q": "torch"}, HTTP_HX_REQUEST="true"
+    )
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" not in body and "TorchGood" in body
+    empty = client.get(reverse("reviews:dashboard"), {"mine": "1"}, HTTP_HX_REQUEST="true")
+    assert "No application matches" in empty.content.decode()
+
+
+def test_voting_member_cannot_review_and_reviewer_cannot_vote(
+    client, reviewer, voters, under_review, category
+):
+    client.force_login(voters[0])
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]),
+        {"to": "changes_requested", "note": "x"},
+        follow=True,
+    )
+    assert response.status_code == 200 and "may not move" in response.content.decode()
+    response = client.post(
+        reverse("reviews:answer", args=[under_review.pk, 4]),
+        {"outcome": "met", "justification": "x"},
+        follow=True,
+    )
+    assert "Only TAC reviewers" in response.content.decode()
+    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
+    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:vote", args=[under_review.pk]), {"choice": "approve"}, follow=True
+    )
+    assert "Only TAC voting members vote" in response.content.decode()
+    assert not under_review.votes.exists()
+
+
+def test_vote_through_htmx_returns_the_panel(client, reviewer, voters, under_review, category):
+    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
+    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
+    client.force_login(voters[0])
+    response = client.post(
+        reverse("reviews:vote", args=[under_review.pk]),
+        {"choice": "approve"},
+        HTTP_HX_REQUEST="true",
+    )
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" not in body
+    assert "Your vote: <strong>Approve</strong>" in body
+    assert under_review.votes.get().choice == "approve"
+
+
+def test_an_illegal_move_is_a_message_not_an_error(client, reviewer, under_review):
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]), {"to": "accepted"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "cannot move from" in response.content.decode()
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]), {"to": "nonsense"}, follow=True
+    )
+    assert "not a state" in response.content.decode()
+
+
+def test_csrf_is_enforced(applicant, own_draft, reviewer, under_review):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(applicant)
+    assert client.post(reverse("reviews:submit", args=[own_draft.pk])).status_code == 403
+    assert client.post(reverse("reviews:apply"), form_data()).status_code == 403
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]),
+        {"to": "changes_requested", "note": "x"},
+    )
+    assert response.status_code == 403
+    under_review.refresh_from_db()
+    assert under_review.state == "in_review"
+
+
+def test_markdown_in_the_discussion_renders_inert(client, reviewer, applicant, under_review):
+    client.force_login(reviewer)
+    evil = (
+        "<script>alert('x')</script> [click](javascript:alert(1)) "
+        '<img src=x onerror="alert(2)"> '
+        '<a href="https://ok.example" onclick="steal()">ok</a> **bold**'
+    )
+    client.post(
+        reverse("reviews:review_comment", args=[under_review.pk]),
+        {"body": evil, "shared_with_applicant": "on"},
+    )
+    assert Comment.objects.get().body == evil
+    for user, url in ((reviewer, "reviews:review"), (applicant, "reviews:application")):
+        client.force_login(user)
+        body = client.get(reverse(url, args=[under_review.pk])).content.decode()
+        assert "<strong>bold</strong>" in body
+        assert "<script>alert" not in body and "javascript:" not in body
+        assert "onerror" not in body and "onclick" not in body
+        assert 'href="https://ok.example"' in body
+
+
+def test_tac_internal_comments_stay_internal(client, reviewer, applicant, under_review):
+    services.comment_post(
+        submission=under_review,
+        author=reviewer,
+        body="Internal doubts",
+        shared_with_applicant=False,
+    )
+    client.force_login(applicant)
+    assert (
+        "Internal doubts"
+        not in client.get(reverse("reviews:application", args=[under_review.pk])).content.decode()
+    )
+
+
+def test_oversized_comment_is_refused_with_a_message(client, reviewer, under_review):
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:review_comment", args=[under_review.pk]),
+        {"body": "x" * 10001},
+        follow=True,
+    )
+    assert response.status_code == 200 and "at most 10000 characters" in response.content.decode()
+    assert not Comment.objects.exists()
+
+
+def test_override_without_reason_is_refused(client, reviewer, under_review):
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:override", args=[under_review.pk, 14]),
+        {"outcome": "unmet", "reason": ""},
+        follow=True,
+    )
+    assert "written reason" in response.content.decode()
+    assert under_review.results.get(criterion=14).outcome == "met"
+
+
+def test_unknown_criterion_is_404(client, reviewer, under_review):
+    client.force_login(reviewer)
+    response = client.post(
+        reverse("reviews:answer", args=[under_review.pk, 42]),
+        {"outcome": "met", "justification": "x"},
+    )
+    assert response.status_code == 404
+
+
+def test_review_page_shows_evidence_health_and_history(client, reviewer, under_review):
+    client.force_login(reviewer)
+    body = client.get(reverse("reviews:review", args=[under_review.pk])).content.decode()
+    assert "1200 stars (at least 200)" in body
+    assert "BSD-3-Clause (permissive)" in body
+    assert "Automated checks finished" in body
+
+
+def test_project_history_fragment_shows_public_parts_only(
+    client, reviewer, voters, category, under_review
+):
+    services.comment_post(
+        submission=under_review, author=reviewer, body="secret remark", shared_with_applicant=False
+    )
+    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
+    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
+    for voter in voters:
+        services.vote_cast(submission=under_review, voter=voter, choice="approve")
+    services.vote_close(submission=under_review, actor=reviewer)
+    under_review.refresh_from_db()
+    slug = under_review.project.slug
+    body = client.get(reverse("reviews:project_history", kwargs={"slug": slug})).content.decode()
+    assert "TAC vote closed" in body and "3 of 3 eligible" in body
+    assert "Application: Accepted" in body
+    assert "secret remark" not in body and "voter1" not in body
+    page = client.get(reverse("registry:project", kwargs={"slug": slug})).content.decode()
+    assert reverse("reviews:project_history", kwargs={"slug": slug}) in page
