@@ -9,7 +9,9 @@ the job's venv read-only.
 
 from __future__ import annotations
 
+import configparser
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -83,30 +85,50 @@ def _split(value: str) -> list[str]:
     return [part for part in _SPLIT.split(value.strip()) if part]
 
 
+def _pip_config_files() -> list[Path]:
+    """pip's config files in its own order (later files override earlier ones)."""
+    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    config_home = os.environ.get("XDG_CONFIG_HOME", "~/.config")
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs if d]
+    files += [
+        Path("/etc/pip.conf"),
+        Path("~/.pip/pip.conf").expanduser(),
+        Path(config_home).expanduser() / "pip" / "pip.conf",
+        Path(sys.prefix) / "pip.conf",
+    ]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    return files
+
+
+@functools.cache
 def pip_configured_sources() -> WheelSources:
-    """The sources pip is configured with on this host (uv ignores pip's config)."""
-    try:
-        completed = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return WheelSources()
-    values: dict[str, list[str]] = {"find-links": [], "index-url": [], "extra-index-url": []}
-    for line in completed.stdout.splitlines():
-        key, _, raw = line.partition("=")
-        option = key.rpartition(".")[2]
-        if option in values:
-            for item in _split(raw.strip().strip("'\"")):
-                if item not in values[option]:
-                    values[option].append(item)
+    """The sources pip is configured with on this host (uv ignores pip's config).
+
+    Reads what `pip config list` shows (config files, then PIP_* variables) without paying
+    for pip's import on every job.
+    """
+    options = ("find-links", "index-url", "extra-index-url")
+    values: dict[str, str] = {}
+    for path in _pip_config_files():
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            for option in options:
+                if parser.has_option(section, option):
+                    values[option] = parser.get(section, option)
+    for option in options:
+        variable = "PIP_" + option.upper().replace("-", "_")
+        if os.environ.get(variable):
+            values[option] = os.environ[variable]
+    index = _split(values.get("index-url", ""))
     return WheelSources(
-        find_links=values["find-links"],
-        index_url=values["index-url"][0] if values["index-url"] else None,
-        extra_index_urls=values["extra-index-url"],
+        find_links=_split(values.get("find-links", "")),
+        index_url=index[0] if index else None,
+        extra_index_urls=_split(values.get("extra-index-url", "")),
     )
 
 
@@ -160,6 +182,7 @@ class ProjectMetadata:
     name: str | None
     dependencies: list[str]
     optional: dict[str, list[str]]
+    static_dependencies: bool = False
 
 
 def read_project_metadata(*, project_dir: Path) -> ProjectMetadata:
@@ -173,6 +196,8 @@ def read_project_metadata(*, project_dir: Path) -> ProjectMetadata:
     dependencies = [] if "dependencies" in dynamic else list(project.get("dependencies") or [])
     optional = project.get("optional-dependencies") or {}
     return ProjectMetadata(
+        static_dependencies=bool(project)
+        and not dynamic & {"dependencies", "optional-dependencies"},
         name=project.get("name"),
         dependencies=[str(item) for item in dependencies],
         optional={str(k): [str(i) for i in v] for k, v in optional.items()},
@@ -203,6 +228,29 @@ def _python_version_of(python: str, env: dict[str, str]) -> tuple[str, str]:
     return version, base_prefix
 
 
+@functools.cache
+def _uv_version(uv: str) -> str:
+    return _run([uv, "--version"], env=dict(os.environ)).stdout.strip()
+
+
+@functools.cache
+def _resolve_interpreter(interpreter: str, uv: str) -> tuple[str, str]:
+    env = dict(os.environ)
+    if not Path(interpreter).is_absolute():
+        interpreter = _run([uv, "python", "find", interpreter], env=env).stdout.strip()
+    version, _ = _python_version_of(interpreter, env)
+    return interpreter, version
+
+
+def _base_prefix_of(venv: Path) -> Path:
+    """From pyvenv.cfg's `home` (the interpreter's bin dir), without starting python."""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).parent
+    raise EnvBuildError(f"env build failed: no home in {venv / 'pyvenv.cfg'}")
+
+
 def _build_base(
     *, base: Path, interpreter: str, requirements: list[str], sources: WheelSources, env: dict
 ) -> None:
@@ -220,7 +268,15 @@ def _build_base(
         )
         # Compile once here: the job's venv is read-only, and importing torch without its
         # bytecode costs 20 s or more per test run.
-        _run([str(python), "-m", "compileall", "-q", "-j", "0", str(staging / "lib")], env=env)
+        # Best effort: some wheels ship files for newer pythons that do not compile.
+        subprocess.run(  # noqa: S603
+            [str(python), "-m", "compileall", "-q", "-j", "0", str(staging / "lib")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=ENV_BUILD_TIMEOUT_S,
+            check=False,
+        )
         staging.rename(base)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -246,10 +302,8 @@ def build_environment(*, job: Job, project_dir: Path, venv: Path) -> BuiltEnviro
         own = _normalize(metadata.name)
         requirements = [r for r in requirements if _normalize(_requirement_name(r)) != own]
 
-    uv_version = _run([uv, "--version"], env=env).stdout.strip()
-    if not Path(interpreter).is_absolute():
-        interpreter = _run([uv, "python", "find", interpreter], env=env).stdout.strip()
-    interpreter_version, _ = _python_version_of(interpreter, env)
+    uv_version = _uv_version(uv)
+    interpreter, interpreter_version = _resolve_interpreter(interpreter, uv)
     key_material = json.dumps(
         {
             "layout": BASE_LAYOUT_VERSION,
@@ -282,17 +336,20 @@ def build_environment(*, job: Job, project_dir: Path, venv: Path) -> BuiltEnviro
     if metadata.name:
         suffix = f"[{','.join(extras)}]" if extras else ""
         project = f"{metadata.name}{suffix} @ {project_dir.resolve().as_uri()}"
-    _run(
-        [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink"]
-        + sources.uv_args()
-        + [project, *job.test_config.extra_requirements],
-        env=env,
-    )
-    _, base_prefix = _python_version_of(str(python), env)
+    install = [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink"]
+    install += sources.uv_args()
+    wanted = [project, *job.test_config.extra_requirements]
+    try:
+        # Fast path: the base already holds every declared requirement and the build backend
+        # is cached, so neither the indexes nor a resolution are needed.
+        fast = ["--offline", "--no-deps"] if metadata.static_dependencies else ["--offline"]
+        _run(install + fast + wanted, env=env)
+    except EnvBuildError:
+        _run(install + wanted, env=env)
     return BuiltEnvironment(
         venv=venv,
         python=python,
-        base_prefix=Path(base_prefix),
+        base_prefix=_base_prefix_of(venv),
         env_s=round(time.monotonic() - started, 3),
         cache_hit=cache_hit,
     )

@@ -1,0 +1,111 @@
+"""Command line: `python -m ci_runners.agent run --source SRC --torch VERSION --json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from ci_runners.agent.contracts import Job, TestConfig
+from ci_runners.agent.runner import run_job
+
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([a-z0-9.]*)?$")
+
+
+def _torch_version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise argparse.ArgumentTypeError(f"not a torch version: {value!r} (e.g. 2.13.0)")
+    return value
+
+
+def _python_version(value: str) -> str:
+    if not re.fullmatch(r"\d+\.\d+", value):
+        raise argparse.ArgumentTypeError(f"not a python version: {value!r} (e.g. 3.11)")
+    return value
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {value!r}")
+    return seconds
+
+
+def _env_pair(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def _pytest_args(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split pytest args: {exc}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ci_runners.agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one project's tests against one torch build")
+    run.add_argument("--source", required=True, help="git URL or local path")
+    run.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+    run.add_argument("--torch", required=True, type=_torch_version, dest="torch_version")
+    run.add_argument("--variant", default=None, help="local version tag, e.g. cpu or cu126")
+    run.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
+    run.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
+    run.add_argument("--pytest-args", default=[], type=_pytest_args)
+    run.add_argument("--test-path", action="append", default=[], dest="test_paths")
+    run.add_argument("--copy-tests", default=None, metavar="DIR")
+    run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V")
+    run.add_argument("--extra", action="append", default=[], metavar="REQ")
+    run.add_argument("--work-root", default=None, type=Path)
+    run.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run tests WITHOUT the sandbox (local debugging only)",
+    )
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 with a message on bad input
+    job = Job(
+        source=args.source,
+        ref=args.ref,
+        torch_version=args.torch_version,
+        torch_variant=args.variant,
+        python_version=args.python_version,
+        timeout_s=args.timeout,
+        test_config=TestConfig(
+            extra_requirements=list(args.extra),
+            pytest_args=list(args.pytest_args),
+            test_paths=list(args.test_paths),
+            env=dict(args.env),
+            copy_tests=args.copy_tests,
+        ),
+    )
+    work_root = args.work_root or Path(
+        os.environ.get("AGENT_WORK_ROOT")
+        or Path(tempfile.gettempdir()) / "ecosystem-registry-agent"
+    )
+    result = run_job(job=job, work_root=work_root, sandbox=not args.unsafe_no_sandbox)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        counts = " ".join(f"{key}={value}" for key, value in data["counts"].items())
+        print(f"{data['state']} ({counts})")
+        if data["error"]:
+            print(f"error: {data['error']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,478 @@
+"""Run an untrusted command under bubblewrap with cgroup limits, a wall clock and an output cap.
+
+The command runs as an unprivileged uid in its own user, pid, net, ipc and uts namespaces, sees
+the system and the venv read-only and only its work dir writable. bwrap sets no resource caps,
+so each run gets its own cgroup v1 `pids` and `memory` groups; a run ends by killing every
+process in them, which no child escapes.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import select
+import shutil
+import signal
+import subprocess  # noqa: S404 - bwrap is run with argument lists, never a shell
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BWRAP = "/usr/bin/bwrap"
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+SANDBOX_HOME = "/home/sandbox"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PREFIX = "ecoreg-"
+DEFAULT_PIDS_MAX = 256
+DEFAULT_MEMORY_BYTES = 4 * 1024**3
+DEFAULT_OUTPUT_KEEP_BYTES = 64 * 1024
+DEFAULT_KILL_GRACE_S = 3.0
+_ETC_FILES = (
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "localtime",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+)
+
+
+class SandboxUnavailable(Exception):
+    """bwrap is missing or cannot start a trivial sandbox."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    pids_max: int = DEFAULT_PIDS_MAX
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    output_keep_bytes: int = DEFAULT_OUTPUT_KEEP_BYTES
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        return cls(
+            pids_max=int(os.environ.get("AGENT_PIDS_MAX", DEFAULT_PIDS_MAX)),
+            memory_bytes=int(os.environ.get("AGENT_MEMORY_BYTES", DEFAULT_MEMORY_BYTES)),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxSpec:
+    command: list[str]
+    work_dir: Path
+    cwd: Path
+    ro_binds: list[Path] = field(default_factory=list)
+    ro_binds_to: dict[str, Path] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 900.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxRun:
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    output: str
+    output_bytes: int
+    cut_bytes: int
+    notes: list[str]
+
+
+class OutputCap:
+    """Keeps the first and last `keep` bytes of a stream and counts what was cut."""
+
+    def __init__(self, *, keep: int) -> None:
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > 4 * self.keep:
+                del self.tail[: len(self.tail) - self.keep]
+
+    @property
+    def cut(self) -> int:
+        return max(0, self.total - len(self.head) - min(len(self.tail), self.keep))
+
+    def text(self) -> str:
+        tail = bytes(self.tail[-self.keep :]) if self.tail else b""
+        middle = b""
+        if self.cut:
+            middle = f"\n[... output cut: {self.cut} bytes not kept ...]\n".encode()
+        return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
+
+
+class JobCgroup:
+    """A cgroup v1 `pids` + `memory` pair for one run."""
+
+    def __init__(self, *, limits: Limits, root: Path = CGROUP_ROOT) -> None:
+        name = f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.pids_dir = root / "pids" / name
+        self.memory_dir = root / "memory" / name
+        self.limits = limits
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [self.pids_dir, self.memory_dir]
+
+    def create(self) -> None:
+        try:
+            for directory in self.dirs:
+                directory.mkdir()
+            (self.pids_dir / "pids.max").write_text(str(self.limits.pids_max))
+            (self.memory_dir / "memory.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+            swap = self.memory_dir / "memory.memsw.limit_in_bytes"
+            if swap.exists():
+                swap.write_text(str(self.limits.memory_bytes))
+        except OSError:
+            self.remove()
+            raise
+
+    def join_current_process(self) -> None:
+        """Called in the child between fork and exec."""
+        for directory in self.dirs:
+            with open(directory / "cgroup.procs", "w") as procs:
+                procs.write(str(os.getpid()))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for directory in self.dirs:
+            try:
+                text = (directory / "cgroup.procs").read_text()
+            except OSError:
+                continue
+            found.update(int(line) for line in text.split())
+        return found
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill_all(self, *, deadline_s: float = 30.0) -> bool:
+        """SIGKILL until both groups are empty; True when they are."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if not self.pids():
+                return True
+            self.signal_all(signal.SIGKILL)
+            time.sleep(0.02)
+        return not self.pids()
+
+    def events(self) -> list[str]:
+        notes = []
+        try:
+            events = (self.pids_dir / "pids.events").read_text().split()
+            if len(events) >= 2 and events[0] == "max" and int(events[1]) > 0:
+                notes.append(f"process limit reached (pids.max={self.limits.pids_max})")
+        except (OSError, ValueError):
+            pass
+        try:
+            oom = (self.memory_dir / "memory.oom_control").read_text()
+            for line in oom.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    notes.append(f"memory limit reached ({self.limits.memory_bytes} bytes)")
+        except (OSError, ValueError):
+            pass
+        return notes
+
+    def remove(self) -> None:
+        for directory in self.dirs:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
+
+
+def cgroups_usable() -> str | None:
+    """None when per-job cgroups can be made, else why not."""
+    if os.geteuid() != 0:
+        return "not running as root"
+    for controller in ("pids", "memory"):
+        if not os.access(CGROUP_ROOT / controller, os.W_OK):
+            return f"no writable cgroup v1 '{controller}' controller"
+    return None
+
+
+def runs_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in _ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def gpu_device_args() -> tuple[list[str], dict[str, str]]:
+    """On NVIDIA hosts: the device nodes, /sys read-only, and the job's GPU."""
+    if not Path("/dev/nvidia0").exists():
+        return [], {}
+    args: list[str] = []
+    for node in sorted(glob.glob("/dev/nvidia*")):
+        args += ["--dev-bind", node, node]
+    args += ["--ro-bind", "/sys", "/sys"]
+    return args, {"CUDA_VISIBLE_DEVICES": os.environ.get("AGENT_GPU_INDEX", "0")}
+
+
+def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
+    """The bwrap argument list and the (only) environment the command sees."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": SANDBOX_HOME,
+        "LANG": "C.UTF-8",
+    }
+    gpu_args, gpu_env = gpu_device_args()
+    env.update(spec.env)
+    env.update(gpu_env)
+    args = [
+        BWRAP,
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_GID),
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        *_system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
+        "--tmpfs",
+        "/home",
+        "--dir",
+        SANDBOX_HOME,
+        *gpu_args,
+    ]
+    for path in spec.ro_binds:
+        args += ["--ro-bind", str(path), str(path)]
+    for destination, source in spec.ro_binds_to.items():
+        args += ["--ro-bind", str(source), destination]
+    args += ["--bind", str(spec.work_dir), str(spec.work_dir), "--chdir", str(spec.cwd)]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return [*args, "--", *spec.command], env
+
+
+def _preexec(cgroup: JobCgroup | None, *, drop_privileges: bool = True) -> Callable[[], None]:
+    """Join the job's cgroup before exec (so no child starts outside it), then drop root."""
+
+    def prepare_child() -> None:
+        if cgroup is not None:
+            cgroup.join_current_process()
+        if drop_privileges and runs_as_root():
+            os.setgroups([])
+            os.setgid(SANDBOX_GID)
+            os.setuid(SANDBOX_UID)
+
+    return prepare_child
+
+
+def give_to_sandbox_user(path: Path) -> None:
+    """The work dir must be writable by the unprivileged uid the sandbox runs as."""
+    if not runs_as_root():
+        return
+    os.chown(path, SANDBOX_UID, SANDBOX_GID, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), SANDBOX_UID, SANDBOX_GID, follow_symlinks=False)
+
+
+@functools.cache
+def _probe() -> str | None:
+    if not Path(BWRAP).exists() and not shutil.which("bwrap"):
+        return f"{BWRAP} not found"
+    scratch = Path(f"/tmp/ecoreg-probe-{uuid.uuid4().hex[:8]}")  # noqa: S108
+    scratch.mkdir(mode=0o755)
+    try:
+        give_to_sandbox_user(scratch)
+        command, env = bwrap_command(
+            spec=SandboxSpec(command=["true"], work_dir=scratch, cwd=scratch)
+        )
+        completed = subprocess.run(  # noqa: S603
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=_preexec(None),  # noqa: PLW1509
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if completed.returncode != 0:
+        return (completed.stderr.strip() or f"exit {completed.returncode}")[-500:]
+    return None
+
+
+def check_sandbox() -> None:
+    """Raise SandboxUnavailable unless bwrap can start a trivial sandbox here."""
+    why = _probe()
+    if why:
+        raise SandboxUnavailable(f"sandbox unavailable: {why}")
+
+
+def _path_reachable_by_sandbox_user(path: Path) -> bool:
+    """bwrap runs as the unprivileged uid, so it must be able to reach what it binds."""
+    if not runs_as_root():
+        return True
+    for parent in [path, *path.parents]:
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            return False
+        if not mode & 0o001 and parent.stat().st_uid != SANDBOX_UID:
+            return False
+    return True
+
+
+def run_sandboxed(
+    *, spec: SandboxSpec, limits: Limits | None = None, sandbox: bool = True
+) -> SandboxRun:
+    """Run `spec.command`; `sandbox=False` runs it bare (local debugging only)."""
+    limits = limits or Limits.from_environment()
+    notes: list[str] = []
+    if sandbox:
+        check_sandbox()
+        for path in [spec.work_dir, *spec.ro_binds, *spec.ro_binds_to.values()]:
+            if not _path_reachable_by_sandbox_user(path):
+                raise SandboxUnavailable(
+                    f"sandbox unavailable: {path} is not reachable by uid {SANDBOX_UID}"
+                )
+        command, env = bwrap_command(spec=spec)
+    else:
+        command = list(spec.command)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(spec.work_dir), "LANG": "C.UTF-8"}
+        env.update(spec.env)
+        notes.append("ran WITHOUT sandbox (--unsafe-no-sandbox)")
+
+    cgroup: JobCgroup | None = None
+    why_not = cgroups_usable()
+    if why_not is None:
+        cgroup = JobCgroup(limits=limits)
+        try:
+            cgroup.create()
+        except OSError as exc:
+            cgroup = None
+            why_not = f"cgroup creation failed: {exc}"
+    if cgroup is None:
+        notes.append(f"limits reduced: {why_not}; only the wall time limit holds")
+
+    capture = OutputCap(keep=limits.output_keep_bytes)
+    started = time.monotonic()
+    timed_out = False
+    try:
+        process = subprocess.Popen(  # noqa: S603
+            command,
+            cwd=spec.cwd if not sandbox else None,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_preexec(cgroup, drop_privileges=sandbox),  # noqa: PLW1509
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        if cgroup:
+            cgroup.remove()
+        raise SandboxUnavailable(f"sandbox unavailable: {exc}") from exc
+
+    assert process.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
+    stream = process.stdout.fileno()
+    deadline = started + spec.timeout_s
+    terminated_at: float | None = None
+
+    def end_everything(signum: int) -> None:
+        if cgroup:
+            cgroup.signal_all(signum)
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    try:
+        while True:
+            now = time.monotonic()
+            if not timed_out and now >= deadline:
+                timed_out = True
+                terminated_at = now
+                end_everything(signal.SIGTERM)
+            if terminated_at is not None and now >= terminated_at + limits.kill_grace_s:
+                end_everything(signal.SIGKILL)
+            wait = 0.5 if terminated_at is None else 0.1
+            wait = min(wait, max(0.0, deadline - now)) if not timed_out else wait
+            ready, _, _ = select.select([stream], [], [], wait)
+            if ready:
+                chunk = os.read(stream, 1 << 20)
+                if not chunk:
+                    break
+                capture.feed(chunk)
+            elif process.poll() is not None and terminated_at is None:
+                # The command ended but something still holds the pipe open.
+                terminated_at = time.monotonic() - limits.kill_grace_s
+        process.wait()
+    finally:
+        if cgroup:
+            notes.extend(cgroup.events())
+            if not cgroup.kill_all():
+                notes.append("some processes could not be killed")
+            cgroup.remove()
+        else:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+    if capture.cut:
+        notes.append(f"output capped: {capture.cut} bytes cut")
+    return SandboxRun(
+        exit_code=None if timed_out else process.returncode,
+        timed_out=timed_out,
+        duration_s=round(time.monotonic() - started, 3),
+        output=capture.text(),
+        output_bytes=capture.total,
+        cut_bytes=capture.cut,
+        notes=notes,
+    )

@@ -1,0 +1,67 @@
+"""The contracts cross Celery as JSON: they must round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ci_runners.agent.contracts import Job, Result, State, TestConfig
+
+pytestmark = pytest.mark.agent
+
+
+def test_job_round_trips_through_json():
+    job = Job(
+        cell_id=7,
+        attempt=2,
+        source="https://example.org/p.git",
+        ref="v1.0",
+        torch_version="2.13.0",
+        torch_variant="cpu",
+        test_config=TestConfig(
+            extras=["test"], pytest_args=["-x"], env={"A": "1"}, copy_tests="tests", needs_gpu=True
+        ),
+        find_links=["/opt/wheels"],
+    )
+
+    assert Job.from_dict(json.loads(json.dumps(job.to_dict()))) == job
+    assert job.torch_requirement == "torch==2.13.0+cpu"
+
+
+def test_result_round_trips_and_has_exactly_the_public_fields():
+    result = Result(state=State.TIMED_OUT, error="wall time limit of 5 s exceeded")
+
+    data = json.loads(json.dumps(result.to_dict()))
+
+    assert data["state"] == "timed_out"
+    assert set(data) == {
+        "state",
+        "exit_code",
+        "commit",
+        "counts",
+        "failures",
+        "warnings",
+        "timings",
+        "environment",
+        "energy_j",
+        "log_tail",
+        "error",
+    }
+    assert set(data["counts"]) == {"passed", "failed", "errors", "skipped", "xfailed", "xpassed"}
+    assert set(data["timings"]) == {"checkout_s", "env_s", "env_cache_hit", "tests_s", "total_s"}
+    assert set(data["environment"]) == {"python", "torch", "cuda", "gpu"}
+    assert Result.from_dict(data) == result
+
+
+def test_agent_imports_no_django():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ci_runners.agent, ci_runners.agent.cli;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('django', 'registry', 'reviews', 'config') or m == 'ci_runners.models'];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
