@@ -1,1 +1,284 @@
-"""Data of this app."""
+"""Compatibility runs: the torch version catalog, per-project test configs, runs, cells, runners."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from ci_runners.states import CellState
+
+MAX_ATTEMPTS = 3
+MAX_CELL_TIMEOUT_S = 4 * 3600
+
+
+class TorchTarget(models.Model):
+    """One PyTorch build the matrix runs against (version x variant x python)."""
+
+    version = models.CharField(max_length=40)
+    variant = models.CharField(
+        max_length=20, blank=True, default="cpu", help_text="Local version: cpu, cu126, ..."
+    )
+    python_version = models.CharField(max_length=10, default="3.11")
+    find_links = models.JSONField(
+        default=list, blank=True, help_text="Wheel find-links; empty = the agent's defaults."
+    )
+    index_urls = models.JSONField(
+        default=list, blank=True, help_text="Extra index URLs; empty = the agent's defaults."
+    )
+    prerelease = models.BooleanField(default=False)
+    active = models.BooleanField(
+        default=False, help_text="Inactive targets (e.g. just detected) are not run."
+    )
+    capability = models.CharField(
+        max_length=40, default="cpu", help_text="Runner capability; queue runner.<capability>."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["version", "variant", "python_version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "variant", "python_version"], name="torch_target_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(capability__regex=r"^[a-z0-9][a-z0-9._-]*$"),
+                name="torch_target_capability_is_a_queue_suffix",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        local = f"+{self.variant}" if self.variant else ""
+        return f"{self.version}{local} py{self.python_version}"
+
+    @property
+    def queue(self) -> str:
+        return f"runner.{self.capability}"
+
+
+class ProjectTestConfig(models.Model):
+    """How a registry project's test suite is run (edited by staff in the admin)."""
+
+    project = models.OneToOneField(
+        "registry.Project", on_delete=models.CASCADE, related_name="test_config"
+    )
+    extra_requirements = models.JSONField(default=list, blank=True)
+    extras = models.JSONField(
+        null=True, blank=True, help_text="Extras to install; empty = the project's `test` extra."
+    )
+    pytest_args = models.JSONField(default=list, blank=True)
+    test_paths = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True, help_text="Non-secret variables only.")
+    copy_tests = models.CharField(max_length=200, blank=True)
+    needs_gpu = models.BooleanField(default=False)
+    timeout_s = models.PositiveIntegerField(default=900)
+    source_override = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Staff only: a git URL or local path used instead of the repository.",
+    )
+    max_concurrent = models.PositiveSmallIntegerField(
+        default=4, help_text="Cells of this project running at once; the rest wait queued."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(timeout_s__gte=10) & Q(timeout_s__lte=MAX_CELL_TIMEOUT_S),
+                name="test_config_timeout_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrent__gte=1), name="test_config_max_concurrent_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Test config of {self.project}"
+
+
+class CompatRun(models.Model):
+    """One request to run a project (or an applicant's repository) against some targets."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        REVIEW = "review", "Review"
+        NEW_RELEASE = "new-release", "New PyTorch release"
+
+    project = models.ForeignKey(
+        "registry.Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="compat_runs",
+    )
+    source_url = models.CharField(max_length=500, blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ref = models.CharField(max_length=200, blank=True)
+    resolved_commit = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    on_complete_task = models.CharField(max_length=200, blank=True)
+    on_complete_kwargs = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(project__isnull=False) | ~Q(source_url=""),
+                name="compat_run_has_project_or_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.project or self.source_url}"
+
+    @property
+    def subject(self) -> str:
+        return self.project.name if self.project_id else self.source_url
+
+
+class CompatCell(models.Model):
+    """One run x one target. `.state` is written only by `services.cell_transition`."""
+
+    run = models.ForeignKey(CompatRun, on_delete=models.CASCADE, related_name="cells")
+    target = models.ForeignKey(TorchTarget, on_delete=models.PROTECT, related_name="cells")
+    # Denormalised from the run: the concurrency limit and the matrix read it per project.
+    project = models.ForeignKey(
+        "registry.Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="compat_cells",
+    )
+    state = models.CharField(max_length=16, choices=CellState.choices, default=CellState.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    runner_name = models.CharField(max_length=200, blank=True)
+    task_id = models.CharField(max_length=100, blank=True)
+    queue = models.CharField(max_length=60, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="Sent to the broker; empty while waiting for a slot."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last progress or heartbeat from its runner."
+    )
+    commit = models.CharField(max_length=64, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    failures = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    energy_j = models.FloatField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    log_file = models.FileField(upload_to="compat-logs/%Y/%m/", blank=True)
+
+    class Meta:
+        ordering = ["run_id", "target__version"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "target"], name="compat_cell_unique_target"),
+            models.CheckConstraint(
+                condition=Q(attempt__gte=1) & Q(attempt__lte=MAX_ATTEMPTS),
+                name="compat_cell_attempt_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "last_seen_at"]),
+            models.Index(fields=["project", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cell {self.pk} ({self.target.label}): {self.state}"
+
+    @property
+    def is_final(self) -> bool:
+        from ci_runners.states import FINAL_STATES
+
+        return self.state in FINAL_STATES
+
+    @property
+    def duration_s(self) -> float | None:
+        total = (self.timings or {}).get("total_s")
+        if total is not None:
+            return total
+        if self.started_at and self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds(), 1)
+        return None
+
+
+class CellResult(models.Model):
+    """What a runner reported for one attempt of a cell: one row per (cell, attempt)."""
+
+    cell = models.ForeignKey(CompatCell, on_delete=models.CASCADE, related_name="results")
+    attempt = models.PositiveSmallIntegerField()
+    runner_name = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=16)
+    payload = models.JSONField(default=dict)
+    applied = models.BooleanField(
+        default=True, help_text="False when the attempt was already superseded or cancelled."
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cell_id", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["cell", "attempt"], name="cell_result_one_per_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"Result of cell {self.cell_id} attempt {self.attempt}: {self.state}"
+
+
+class CompatStatus(models.Model):
+    """The latest cell of a project on a target (and its latest final one), for the matrices."""
+
+    project = models.ForeignKey(
+        "registry.Project", on_delete=models.CASCADE, related_name="compat_statuses"
+    )
+    target = models.ForeignKey(TorchTarget, on_delete=models.CASCADE, related_name="statuses")
+    latest_cell = models.ForeignKey(CompatCell, on_delete=models.CASCADE, related_name="+")
+    last_final_cell = models.ForeignKey(
+        CompatCell, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "compat statuses"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "target"], name="compat_status_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} x {self.target_id}"
+
+
+class RunnerHost(models.Model):
+    """A runner agent process, as its heartbeats describe it."""
+
+    name = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list, blank=True)
+    agent_version = models.CharField(max_length=40, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    current_cell = models.ForeignKey(
+        CompatCell, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,6 +5,10 @@ built once per cache key, byte-compiled, and kept under the agent's cache dir. E
 its own venv as a hard-linked copy of the base plus the project itself, so a warm build takes
 about a second. Hard links share inodes with the base and the uv cache: the sandbox must mount
 the job's venv read-only.
+
+Nothing here runs a project's code: dependencies come from binary wheels only (`--no-build`),
+and the project itself is built into a wheel inside the sandbox (`build.py`) before its wheel
+is installed here.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ci_runners.agent import build as build_module
+from ci_runners.agent.build import BuildError
 from ci_runners.agent.contracts import Job
 
 ENV_BUILD_TIMEOUT_S = 1800
-BASE_LAYOUT_VERSION = "1"
+BASE_LAYOUT_VERSION = "2"
+WHEEL_CACHE_LAYOUT_VERSION = "1"
 _SPLIT = re.compile(r"[\s,]+")
+_NO_WHEEL = re.compile(
+    r"Wheels are required for `([^`]+)`|([A-Za-z0-9._-]+)(?:==\S+)? has no usable wheels"
+)
 
 
 class EnvBuildError(Exception):
@@ -62,6 +72,8 @@ class BuiltEnvironment:
     base_prefix: Path
     env_s: float
     cache_hit: bool
+    # None: no build system (or not built); True: the project's wheel came from the cache.
+    wheel_cache_hit: bool | None = None
 
 
 def cache_dir() -> Path:
@@ -158,8 +170,15 @@ def _run(command: list[str], *, env: dict[str, str]) -> subprocess.CompletedProc
     except OSError as exc:
         raise EnvBuildError(f"env build failed: {exc}") from exc
     if completed.returncode != 0:
-        lines = (completed.stderr or completed.stdout).strip().splitlines()[-8:]
-        raise EnvBuildError("env build failed: " + "\n".join(lines))
+        output = (completed.stderr or completed.stdout).strip()
+        no_wheel = _NO_WHEEL.search(output)
+        if no_wheel:
+            package = no_wheel.group(1) or no_wheel.group(2)
+            raise EnvBuildError(
+                f"env build failed: {package} has no wheel; source builds run only in the "
+                "sandbox, so dependencies must come as wheels"
+            )
+        raise EnvBuildError("env build failed: " + "\n".join(output.splitlines()[-8:]))
     return completed
 
 
@@ -261,7 +280,7 @@ def _build_base(
         _run([uv, "venv", "-q", "--relocatable", "-p", interpreter, str(staging)], env=env)
         python = staging / "bin" / "python"
         _run(
-            [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink"]
+            [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink", "--no-build"]
             + sources.uv_args()
             + requirements,
             env=env,
@@ -282,8 +301,73 @@ def _build_base(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def build_environment(*, job: Job, project_dir: Path, venv: Path) -> BuiltEnvironment:
-    """Build `venv` for `job` with the project at `project_dir` installed (not editable)."""
+def _install_project(
+    *,
+    job: Job,
+    project_dir: Path,
+    venv: Path,
+    interpreter: str,
+    sources: WheelSources,
+    extras: list[str],
+    static_dependencies: bool,
+    wheel_key: str | None,
+    sandbox: bool,
+    env: dict[str, str],
+) -> bool:
+    """Build the project's wheel in the sandbox (or take it from the cache) and install it.
+
+    Returns whether the wheel came from the cache.
+    """
+    uv = uv_executable()
+    wheels = cache_dir() / "wheels"
+    build_root = venv.with_name(f"{venv.name}.build")
+    try:
+        wheel = build_module.cached_wheel(cache_root=wheels, key=wheel_key) if wheel_key else None
+        from_cache = wheel is not None
+        if wheel is None:
+            try:
+                wheel = build_module.build_wheel(
+                    project_dir=project_dir,
+                    build_root=build_root,
+                    interpreter=interpreter,
+                    uv=uv,
+                    index_args=sources.uv_args(),
+                    find_links=sources.find_links,
+                    index_urls=[u for u in [sources.index_url] if u] + sources.extra_index_urls,
+                    sandbox=sandbox,
+                )
+                if wheel_key:
+                    wheel = build_module.store_wheel(cache_root=wheels, key=wheel_key, wheel=wheel)
+                name = build_module.wheel_name(wheel)
+            except BuildError as exc:
+                raise EnvBuildError(f"env build failed: {exc}") from exc
+        else:
+            name = build_module.wheel_name(wheel)
+        suffix = f"[{','.join(extras)}]" if extras else ""
+        project = f"{name}{suffix} @ {wheel.resolve().as_uri()}"
+        install = [uv, "pip", "install", "--python", str(venv / "bin" / "python")]
+        install += ["--link-mode", "hardlink", "--no-build", *sources.uv_args()]
+        wanted = [project, *job.test_config.extra_requirements]
+        try:
+            # Fast path: the base already holds every declared requirement, so neither the
+            # indexes nor a resolution are needed.
+            fast = ["--offline", "--no-deps"] if static_dependencies else ["--offline"]
+            _run(install + fast + wanted, env=env)
+        except EnvBuildError:
+            _run(install + wanted, env=env)
+    finally:
+        shutil.rmtree(build_root, ignore_errors=True)
+    return from_cache
+
+
+def build_environment(
+    *, job: Job, project_dir: Path, venv: Path, commit: str | None = None, sandbox: bool = True
+) -> BuiltEnvironment:
+    """Build `venv` for `job` with the project at `project_dir` installed (not editable).
+
+    `commit`: the git commit `project_dir` is a clean checkout of, so its built wheel may be
+    cached; `sandbox=False` builds the project bare (local debugging only).
+    """
     started = time.monotonic()
     cache = cache_dir()
     (cache / "bases").mkdir(parents=True, exist_ok=True)
@@ -332,24 +416,39 @@ def build_environment(*, job: Job, project_dir: Path, venv: Path) -> BuiltEnviro
         _run(["cp", "-al", str(base), str(venv)], env=env)
 
     python = venv / "bin" / "python"
-    project = str(project_dir)
-    if metadata.name:
-        suffix = f"[{','.join(extras)}]" if extras else ""
-        project = f"{metadata.name}{suffix} @ {project_dir.resolve().as_uri()}"
-    install = [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink"]
-    install += sources.uv_args()
-    wanted = [project, *job.test_config.extra_requirements]
-    try:
-        # Fast path: the base already holds every declared requirement and the build backend
-        # is cached, so neither the indexes nor a resolution are needed.
-        fast = ["--offline", "--no-deps"] if metadata.static_dependencies else ["--offline"]
-        _run(install + fast + wanted, env=env)
-    except EnvBuildError:
-        _run(install + wanted, env=env)
+    wheel_cache_hit = None
+    if build_module.has_build_system(project_dir):
+        wheel_key = None
+        if build_module.is_commit(commit):
+            wheel_material = json.dumps(
+                {
+                    "layout": WHEEL_CACHE_LAYOUT_VERSION,
+                    "commit": commit,
+                    "python": [interpreter, interpreter_version],
+                    "sources": sources.uv_args(),
+                    "uv": uv_version,
+                },
+                sort_keys=True,
+            )
+            wheel_key = hashlib.sha256(wheel_material.encode()).hexdigest()[:32]
+        wheel_cache_hit = _install_project(
+            job=job,
+            project_dir=project_dir,
+            venv=venv,
+            interpreter=interpreter,
+            sources=sources,
+            extras=extras,
+            static_dependencies=metadata.static_dependencies,
+            wheel_key=wheel_key,
+            sandbox=sandbox,
+            env=env,
+        )
+    # else: no build system; the tests import the project from the checkout.
     return BuiltEnvironment(
         venv=venv,
         python=python,
         base_prefix=_base_prefix_of(venv),
         env_s=round(time.monotonic() - started, 3),
         cache_hit=cache_hit,
+        wheel_cache_hit=wheel_cache_hit,
     )

@@ -118,7 +118,7 @@ def read_plugin_report(*, path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    warnings = []
+    warnings: list[dict[str, Any]] = []
     for item in data.get("warnings") or []:
         if not isinstance(item, dict) or len(warnings) >= MAX_WARNINGS:
             continue
@@ -134,8 +134,9 @@ def read_plugin_report(*, path: Path) -> dict[str, Any]:
                 "count": count,
             }
         )
-    environment = data.get("environment") if isinstance(data.get("environment"), dict) else {}
-    outcomes = data.get("outcomes") if isinstance(data.get("outcomes"), dict) else {}
+    raw_environment, raw_outcomes = data.get("environment"), data.get("outcomes")
+    environment = raw_environment if isinstance(raw_environment, dict) else {}
+    outcomes = raw_outcomes if isinstance(raw_outcomes, dict) else {}
     return {
         "warnings": warnings,
         "outcomes": outcomes,

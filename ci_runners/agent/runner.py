@@ -201,7 +201,9 @@ def run_job(*, job: Job, work_root: Path, sandbox: bool = True) -> Result:
         result.commit = checkout.commit
         result.timings["checkout_s"] = round(time.monotonic() - phase, 3)
 
-        built = build_environment(job=job, project_dir=checkout.path, venv=venv)
+        built = build_environment(
+            job=job, project_dir=checkout.path, venv=venv, commit=checkout.commit, sandbox=sandbox
+        )
         result.timings["env_s"] = built.env_s
         result.timings["env_cache_hit"] = built.cache_hit
 

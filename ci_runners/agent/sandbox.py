@@ -42,6 +42,7 @@ _ETC_FILES = (
     "ld.so.conf.d",
     "alternatives",
 )
+_NET_ETC_FILES = ("resolv.conf", "ssl", "ca-certificates", "ca-certificates.conf")
 
 
 class SandboxUnavailable(Exception):
@@ -72,6 +73,9 @@ class SandboxSpec:
     ro_binds_to: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0
+    # Only for building a project's wheel: its build backend may have to be downloaded.
+    share_net: bool = False
+    gpu: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,7 +251,7 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         "HOME": SANDBOX_HOME,
         "LANG": "C.UTF-8",
     }
-    gpu_args, gpu_env = gpu_device_args()
+    gpu_args, gpu_env = gpu_device_args() if spec.gpu else ([], {})
     env.update(spec.env)
     env.update(gpu_env)
     args = [
@@ -258,7 +262,7 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         "--gid",
         str(SANDBOX_GID),
         "--unshare-pid",
-        "--unshare-net",
+        "--share-net" if spec.share_net else "--unshare-net",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
@@ -280,6 +284,9 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         SANDBOX_HOME,
         *gpu_args,
     ]
+    if spec.share_net:
+        for name in _NET_ETC_FILES:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for path in spec.ro_binds:
         args += ["--ro-bind", str(path), str(path)]
     for destination, source in spec.ro_binds_to.items():

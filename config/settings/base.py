@@ -225,8 +225,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "ProjectKindEnum": "registry.models.Project.Kind",
+        "SubmissionKindEnum": "reviews.models.Submission.Kind",
+        "CriterionOutcomeEnum": "reviews.models.CriterionResult.Outcome",
+    },
 }
+# Badge snippets (Markdown, reStructuredText, HTML) on the project page.
+PROJECT_PAGE_FRAGMENTS.append("badges:snippets")
 
 # Compatibility runs (ci_runners): dispatch, reaping, PyPI release checks, beat entries.
 COMPAT_RUNNER_SILENT_S = env.int("COMPAT_RUNNER_SILENT_S", default=90)

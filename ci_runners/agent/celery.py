@@ -1,0 +1,458 @@
+"""The runner agent as a Celery worker: one compatibility cell per task, no Django, no database.
+
+    celery -A ci_runners.agent worker -Q runner.cpu --concurrency=1 --hostname=runner-1@%h
+
+Configured from the environment only:
+    AGENT_BROKER_URL (else CELERY_BROKER_URL)  the broker Redis (the only service it reaches)
+    AGENT_NAME                    this runner's name (default: the host name)
+    AGENT_QUEUES                  queues it reports in heartbeats (default: those it consumes)
+    AGENT_WORK_ROOT               where job dirs are made (default ~/.cache/ecoreg-agent/work)
+    AGENT_SANDBOX                 "0" runs tests without bubblewrap (local debugging only)
+    AGENT_HEARTBEAT_S / AGENT_PROGRESS_S   heartbeat and progress periods (15 s / 3 s)
+    AGENT_VISIBILITY_TIMEOUT_S    broker visibility timeout (default 6 h, above the longest cell)
+    AGENT_MAX_CELL_S              Celery time limits default to this plus setup slack
+
+Each task runs `runner.run_job` in a child process (`python -m ci_runners.agent.celery
+--run-job`), so that the task can watch it: it streams the child's log to the web side as a
+live tail, stops it when the cell is cancelled (a key in the broker Redis that the web side
+sets), and reports an infrastructure error when the child dies. Results and progress go back
+by task NAME to the `results` queue, consumed by the web-side worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess  # noqa: S404 - our own interpreter, argument list, never a shell
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from ci_runners.agent.contracts import Job, Result, State
+
+AGENT_VERSION = "1.0"
+RUN_CELL_TASK = "ci_runners.agent.run_cell"
+RESULT_TASK = "ci_runners.record_cell_result"
+PROGRESS_TASK = "ci_runners.record_cell_progress"
+HEARTBEAT_TASK = "ci_runners.runner_heartbeat"
+RESULTS_QUEUE = "results"
+CELL_KEY = "ecoreg:compat:cell:{cell_id}"
+CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{attempt}"
+CANCELLED = "cancelled"
+PHASE_PREFIX = "[agent] phase: "
+LOG_TAIL_CHARS = 8000
+FULL_LOG_MAX_CHARS = 2 * 1024 * 1024
+SETUP_ALLOWANCE_S = 2400
+CHILD_STOP_GRACE_S = 10.0
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+logger = logging.getLogger("ci_runners.agent")
+
+
+def _setting(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+BROKER_URL = _setting("AGENT_BROKER_URL", _setting("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
+AGENT_NAME = _setting("AGENT_NAME", socket.gethostname())
+HEARTBEAT_S = float(_setting("AGENT_HEARTBEAT_S", "15"))
+PROGRESS_S = float(_setting("AGENT_PROGRESS_S", "3"))
+VISIBILITY_TIMEOUT_S = int(_setting("AGENT_VISIBILITY_TIMEOUT_S", str(6 * 3600)))
+MAX_CELL_S = int(_setting("AGENT_MAX_CELL_S", str(4 * 3600)))
+CLAIM_TTL_S = max(30, int(3 * HEARTBEAT_S + 45))
+
+app = Celery("ecoreg_agent")
+app.conf.update(
+    broker_url=BROKER_URL,
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    broker_transport_options={
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        # How often an abandoned (unacked) message is looked for; see kombu's redis transport.
+        "unacked_restore_interval": int(_setting("AGENT_RESTORE_INTERVAL_S", "10")),
+        "unacked_restore_throttle": int(_setting("AGENT_RESTORE_THROTTLE", "10")),
+    },
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    result_backend=None,
+    task_default_queue="runner.cpu",
+    task_serializer="json",
+    accept_content=["json"],
+    task_soft_time_limit=MAX_CELL_S + SETUP_ALLOWANCE_S,
+    task_time_limit=MAX_CELL_S + SETUP_ALLOWANCE_S + 300,
+    worker_send_task_events=False,
+)
+
+_PUBLISH_RETRY = {"max_retries": 60, "interval_start": 0.5, "interval_step": 1, "interval_max": 5}
+
+
+class _Current:
+    """The cell this process is running, read by the heartbeat thread."""
+
+    lock = threading.Lock()
+    cell: tuple[int, int] | None = None
+
+
+def runner_name() -> str:
+    from billiard.process import current_process
+
+    index = getattr(current_process(), "index", None)
+    return f"{AGENT_NAME}#{index}" if index else AGENT_NAME
+
+
+def consumed_queues() -> list[str]:
+    configured = [q for q in _setting("AGENT_QUEUES", "").split(",") if q]
+    if configured:
+        return configured
+    try:
+        return sorted(app.amqp.queues.consume_from or []) or ["runner.cpu"]
+    except Exception:  # noqa: BLE001 - heartbeats must not die on introspection
+        return ["runner.cpu"]
+
+
+def send(name: str, kwargs: dict[str, Any], *, patient: bool) -> None:
+    """Send a task by name to `results`; `patient` waits out a broker outage (results)."""
+    app.send_task(
+        name,
+        kwargs=kwargs,
+        queue=RESULTS_QUEUE,
+        retry=True,
+        retry_policy=_PUBLISH_RETRY if patient else {"max_retries": 1, "interval_start": 0.2},
+    )
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
+
+
+def _heartbeat_loop(stop: threading.Event) -> None:
+    while not stop.is_set():
+        with _Current.lock:
+            current = _Current.cell
+        try:
+            send(
+                HEARTBEAT_TASK,
+                {
+                    "name": runner_name(),
+                    "queues": consumed_queues(),
+                    "version": AGENT_VERSION,
+                    "cell_id": current[0] if current else None,
+                    "attempt": current[1] if current else None,
+                },
+                patient=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried next period
+            logger.warning("heartbeat not sent: %s", exc)
+        stop.wait(HEARTBEAT_S)
+
+
+_heartbeat_stop = threading.Event()
+
+
+@signals.worker_process_init.connect
+def _start_heartbeats(**_: Any) -> None:
+    threading.Thread(
+        target=_heartbeat_loop, args=(_heartbeat_stop,), name="heartbeat", daemon=True
+    ).start()
+
+
+class LogBuffer:
+    """The child's output: a capped full log and a rolling tail, filled by a reader thread."""
+
+    def __init__(self) -> None:
+        self.head: list[str] = []
+        self.head_chars = 0
+        self.tail: collections.deque[str] = collections.deque()
+        self.tail_chars = 0
+        self.cut = 0
+        self.phase = "preparing"
+        self.version = 0
+        self.lock = threading.Lock()
+
+    def add(self, line: str) -> None:
+        with self.lock:
+            self.version += 1
+            if line.startswith(PHASE_PREFIX):
+                self.phase = line[len(PHASE_PREFIX) :].strip()
+            if self.head_chars < FULL_LOG_MAX_CHARS // 2:
+                self.head.append(line)
+                self.head_chars += len(line)
+                return
+            self.tail.append(line)
+            self.tail_chars += len(line)
+            while self.tail_chars > FULL_LOG_MAX_CHARS // 2:
+                dropped = self.tail.popleft()
+                self.tail_chars -= len(dropped)
+                self.cut += len(dropped)
+
+    def recent(self) -> str:
+        with self.lock:
+            lines = list(self.head[-200:]) if not self.tail else list(self.tail)[-200:]
+        return "".join(lines)[-LOG_TAIL_CHARS:]
+
+    def full(self) -> str:
+        with self.lock:
+            middle = [f"[... {self.cut} characters cut ...]\n"] if self.cut else []
+            return "".join(self.head + middle + list(self.tail))
+
+
+def _read_lines(stream: Any, buffer: LogBuffer) -> None:
+    for raw in iter(stream.readline, b""):
+        buffer.add(raw.decode("utf-8", errors="replace"))
+    stream.close()
+
+
+def cell_still_wanted(*, job: Job) -> bool:
+    """False when the web side cancelled the cell or re-queued it as a later attempt.
+
+    A missing key (e.g. the broker lost its data) counts as wanted: running a cell twice is
+    harmless, results are recorded once per attempt; losing one is not.
+    """
+    if job.cell_id is None:
+        return True
+    try:
+        value = _redis().get(CELL_KEY.format(cell_id=job.cell_id))
+    except redis.RedisError:
+        return True
+    if value is None:
+        return True
+    wanted = value.decode() if isinstance(value, bytes) else str(value)
+    return wanted != CANCELLED and wanted == str(job.attempt)
+
+
+def _claim(*, job: Job, refresh: bool = False, done: bool = False) -> bool:
+    """One runner per (cell, attempt): a redelivered message of a live attempt is dropped."""
+    if job.cell_id is None:
+        return True
+    key = CLAIM_KEY.format(cell_id=job.cell_id, attempt=job.attempt)
+    try:
+        client = _redis()
+        if done:
+            client.set(key, "done", ex=3 * 24 * 3600)
+            return True
+        if refresh:
+            client.set(key, runner_name(), ex=CLAIM_TTL_S, xx=True)
+            return True
+        return bool(client.set(key, runner_name(), ex=CLAIM_TTL_S, nx=True))
+    except redis.RedisError:
+        return True
+
+
+class CellRunner:
+    """Runs one job in a child process and reports on it."""
+
+    def __init__(self, *, job: Job) -> None:
+        self.job = job
+        self.log = LogBuffer()
+        self.runner = runner_name()
+        self.cancelled = False
+
+    def progress(self, *, phase: str, log_tail: str = "") -> None:
+        if self.job.cell_id is None:
+            return
+        try:
+            send(
+                PROGRESS_TASK,
+                {
+                    "cell_id": self.job.cell_id,
+                    "attempt": self.job.attempt,
+                    "runner": self.runner,
+                    "phase": phase,
+                    "log_tail": log_tail,
+                },
+                patient=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - progress is best effort
+            logger.warning("progress not sent: %s", exc)
+
+    def run(self) -> str:
+        job = self.job
+        if not cell_still_wanted(job=job):
+            logger.info("cell %s attempt %s no longer wanted; skipped", job.cell_id, job.attempt)
+            return "skipped"
+        if not _claim(job=job):
+            logger.info("cell %s attempt %s already claimed; skipped", job.cell_id, job.attempt)
+            return "duplicate"
+        with _Current.lock:
+            _Current.cell = (job.cell_id, job.attempt) if job.cell_id is not None else None
+        self.progress(phase="preparing", log_tail=f"[agent] {self.runner} picked the cell up\n")
+        try:
+            result = self._run_child()
+        finally:
+            with _Current.lock:
+                _Current.cell = None
+        if self.cancelled:
+            _claim(job=job, done=True)
+            return "cancelled"
+        if job.cell_id is not None:
+            send(
+                RESULT_TASK,
+                {
+                    "cell_id": job.cell_id,
+                    "attempt": job.attempt,
+                    "runner": self.runner,
+                    "result": result.to_dict(),
+                    "log": self.log.full(),
+                },
+                patient=True,
+            )
+        _claim(job=job, done=True)
+        return str(result.state)
+
+    def _run_child(self) -> Result:
+        with tempfile.TemporaryDirectory(prefix="ecoreg-cell-") as scratch:
+            result_path = Path(scratch) / "result.json"
+            env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONUNBUFFERED": "1"}
+            child = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "ci_runners.agent.celery", "--run-job", str(result_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=str(PACKAGE_ROOT),
+            )
+            assert child.stdin is not None and child.stderr is not None  # noqa: S101
+            child.stdin.write(json.dumps(self.job.to_dict()).encode())
+            child.stdin.close()
+            reader = threading.Thread(
+                target=_read_lines, args=(child.stderr, self.log), daemon=True
+            )
+            reader.start()
+            problem: str | None = None
+            try:
+                self._watch(child)
+            except SoftTimeLimitExceeded:
+                problem = "Celery soft time limit exceeded; the cell was stopped"
+                self._stop(child)
+            except BaseException:
+                self._stop(child)
+                raise
+            reader.join(timeout=10)
+            if problem:
+                return Result(state=State.TIMED_OUT, error=problem, log_tail=self.log.recent())
+            try:
+                return Result.from_dict(json.loads(result_path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                return Result(
+                    state=State.ERRORED,
+                    error=f"agent child ended (exit {child.returncode}) without a result: {exc}",
+                    log_tail=self.log.recent(),
+                )
+
+    def _watch(self, child: subprocess.Popen) -> None:
+        sent_version, sent_phase = -1, "preparing"
+        while True:
+            try:
+                child.wait(timeout=PROGRESS_S)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            _claim(job=self.job, refresh=True)
+            if not cell_still_wanted(job=self.job):
+                self.cancelled = True
+                self.log.add("[agent] cell cancelled; stopping it\n")
+                self._stop(child)
+                return
+            if self.log.version != sent_version or self.log.phase != sent_phase:
+                sent_version, sent_phase = self.log.version, self.log.phase
+                self.progress(phase=sent_phase, log_tail=self.log.recent())
+
+    @staticmethod
+    def _stop(child: subprocess.Popen) -> None:
+        """SIGTERM lets run_job's cleanup kill the sandbox's cgroup; SIGKILL if it lingers."""
+        if child.poll() is not None:
+            return
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=CHILD_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@app.task(
+    name=RUN_CELL_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def run_cell(self: Any, job: dict[str, Any]) -> str:
+    """Run one cell; the job is the contracts' `Job.to_dict()`."""
+    return CellRunner(job=Job.from_dict(job)).run()
+
+
+# --- the child process ------------------------------------------------------------------------
+
+
+def _install_progress_hooks() -> None:
+    """Adapter until run_job takes callbacks: announce phases and echo the test output.
+
+    Wraps names the runner module looked up at import, in this child process only.
+    """
+    from ci_runners.agent import runner, sandbox
+
+    def announce(phase: str, function: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            sys.stderr.write(f"{PHASE_PREFIX}{phase}\n")
+            sys.stderr.flush()
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    runner.checkout_source = announce("preparing", runner.checkout_source)
+    runner.build_environment = announce("preparing", runner.build_environment)
+    runner.run_sandboxed = announce("running", runner.run_sandboxed)
+    original_feed = sandbox.OutputCap.feed
+
+    def feed(self: Any, chunk: bytes) -> None:
+        sys.stderr.write(chunk.decode("utf-8", errors="replace"))
+        sys.stderr.flush()
+        original_feed(self, chunk)
+
+    sandbox.OutputCap.feed = feed  # type: ignore[method-assign]
+
+
+def _child_main(result_path: str) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[agent] %(message)s")
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    from ci_runners.agent.runner import run_job
+
+    job = Job.from_dict(json.loads(sys.stdin.read()))
+    _install_progress_hooks()
+    work_root = Path(
+        _setting("AGENT_WORK_ROOT", str(Path("~/.cache/ecoreg-agent/work").expanduser()))
+    )
+    sandbox = _setting("AGENT_SANDBOX", "1") != "0"
+    sys.stderr.write(
+        f"[agent] cell {job.cell_id} attempt {job.attempt}: {job.source} "
+        f"with {job.torch_requirement} on python {job.python_version}\n"
+    )
+    result = run_job(job=job, work_root=work_root, sandbox=sandbox)
+    sys.stderr.write(f"[agent] finished: {result.state}\n")
+    partial = Path(result_path + ".partial")
+    partial.write_text(json.dumps(result.to_dict()))
+    partial.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--run-job"]:
+    with contextlib.suppress(BrokenPipeError):
+        raise SystemExit(_child_main(sys.argv[2]))

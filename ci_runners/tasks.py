@@ -1,0 +1,67 @@
+"""Thin Celery tasks of the web side: each takes primitives and calls one service.
+
+Runner agents send `record_cell_progress`, `record_cell_result` and `runner_heartbeat` by name
+to the `results` queue; beat sends the periodic ones to `default`.
+"""
+
+import logging
+
+from celery import shared_task
+
+from ci_runners import services
+from ci_runners.pypi import PyPIUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="ci_runners.record_cell_result", queue="results", acks_late=True)
+def record_cell_result(
+    *, cell_id: int, attempt: int, runner: str, result: dict, log: str = ""
+) -> None:
+    services.cell_record_result(
+        cell_id=cell_id, attempt=attempt, runner=runner, result=result, log=log
+    )
+
+
+@shared_task(name="ci_runners.record_cell_progress", queue="results", acks_late=True)
+def record_cell_progress(
+    *, cell_id: int, attempt: int, runner: str, phase: str, log_tail: str = ""
+) -> None:
+    services.cell_record_progress(
+        cell_id=cell_id, attempt=attempt, runner=runner, phase=phase, log_tail=log_tail
+    )
+
+
+@shared_task(name="ci_runners.runner_heartbeat", queue="results", ignore_result=True)
+def runner_heartbeat(
+    *,
+    name: str,
+    queues: list,
+    version: str = "",
+    cell_id: int | None = None,
+    attempt: int | None = None,
+) -> None:
+    services.runner_heartbeat_record(
+        name=name, queues=queues, version=version, cell_id=cell_id, attempt=attempt
+    )
+
+
+@shared_task(name="ci_runners.reap_stale_cells", queue="default")
+def reap_stale_cells() -> dict:
+    return services.reap_stale_cells()
+
+
+@shared_task(name="ci_runners.nightly_runs", queue="default")
+def nightly_runs() -> int:
+    return services.nightly_runs()
+
+
+@shared_task(
+    name="ci_runners.check_torch_releases",
+    queue="default",
+    autoretry_for=(PyPIUnavailable,),
+    retry_backoff=60,
+    max_retries=3,
+)
+def check_torch_releases() -> list[str]:
+    return [target.label for target in services.torch_releases_check()]

@@ -1,0 +1,101 @@
+"""Pages of the compatibility runs: project matrix fragment, cell page, fleet, global matrix."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ci_runners import selectors, services
+from ci_runners.models import CompatCell, CompatRun, TorchTarget
+from ci_runners.states import CellState
+from registry.models import Project
+
+
+def _project(slug: str) -> Project:
+    try:
+        return Project.objects.get(slug=slug)
+    except Project.DoesNotExist:
+        raise Http404("No project with this name.") from None
+
+
+def project_matrix(request: HttpRequest, slug: str) -> HttpResponse:
+    """The fragment the registry's project page pulls in with htmx."""
+    project = _project(slug)
+    latest_run = selectors.project_latest_run(project=project)
+    context = {
+        "project": project,
+        "rows": selectors.project_matrix(project=project),
+        "latest_run": latest_run,
+        "run_active": selectors.run_has_active_cells(run=latest_run),
+        "can_manage": selectors.user_can_manage_runs(user=request.user, project=project),
+    }
+    return render(request, "ci_runners/_project_matrix.html", context)
+
+
+@require_POST
+def project_run_now(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project(slug)
+    if not selectors.user_can_manage_runs(user=request.user, project=project):
+        raise PermissionDenied("Only staff and the project's maintainers can start runs.")
+    try:
+        run = services.compat_run_request(
+            project=project, trigger=CompatRun.Trigger.MANUAL, requested_by=request.user
+        )
+    except services.CompatRunRefused as exc:
+        if request.htmx:
+            return HttpResponse(str(exc), status=400)
+        messages.error(request, str(exc))
+        return redirect(project.get_absolute_url())
+    if request.htmx:
+        return project_matrix(request, slug)
+    messages.success(request, f"Run {run.pk} started on {run.cells.count()} PyTorch versions.")
+    return redirect(project.get_absolute_url())
+
+
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(CompatRun.objects.select_related("project"), pk=run_id)
+    if not selectors.user_can_manage_runs(user=request.user, project=run.project):
+        raise PermissionDenied("Only staff and the project's maintainers can cancel runs.")
+    cancelled = services.compat_run_cancel(run=run, actor=request.user)
+    if request.htmx and run.project_id:
+        return project_matrix(request, run.project.slug)
+    messages.success(request, f"{cancelled} cells cancelled.")
+    return redirect(run.project.get_absolute_url() if run.project_id else "ci_runners:matrix")
+
+
+def cell_detail(request: HttpRequest, cell_id: int) -> HttpResponse:
+    try:
+        cell = selectors.cell_for_page(cell_id=cell_id)
+    except CompatCell.DoesNotExist:
+        raise Http404("No such cell.") from None
+    template = "ci_runners/_cell_live.html" if request.htmx else "ci_runners/cell_detail.html"
+    return render(request, template, {"cell": cell})
+
+
+def fleet(request: HttpRequest) -> HttpResponse:
+    return render(request, "ci_runners/fleet.html", {"fleet": selectors.fleet()})
+
+
+def matrix(request: HttpRequest) -> HttpResponse:
+    raw_target = request.GET.get("target", "")
+    target = int(raw_target) if raw_target.isdigit() else None
+    state = request.GET.get("state", "")
+    filters = selectors.MatrixFilters(
+        target=target,
+        state=state if state in CellState.values else "",
+        category=request.GET.get("category", "")[:140],
+    )
+    data = selectors.global_matrix(filters=filters, page_number=request.GET.get("page"))
+    context = {
+        "data": data,
+        "filters": filters,
+        "all_targets": TorchTarget.objects.filter(active=True),
+        "states": CellState.choices,
+        "categories": selectors.matrix_categories(),
+    }
+    template = "ci_runners/_matrix_table.html" if request.htmx else "ci_runners/matrix.html"
+    return render(request, template, context)

@@ -1,0 +1,56 @@
+"""Management commands: compat_run and demo_compat."""
+
+import json
+import subprocess
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ci_runners.models import CompatRun, ProjectTestConfig, TorchTarget
+from registry.models import Project
+
+
+def test_compat_run_json_prints_the_run_and_its_cells(
+    project, targets, broker, capsys, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("compat_run", "--project", project.slug, "--target", "2.14.1", "--json")
+    data = json.loads(capsys.readouterr().out)
+    run = CompatRun.objects.get()
+    assert data["id"] == run.pk and data["project"] == project.slug
+    assert [cell["torch_version"] for cell in data["cells"]] == ["2.14.1"]
+    assert data["cells"][0]["state"] == "queued"
+    assert broker.client().llen("runner.cpu") == 1
+
+
+def test_compat_run_explains_bad_input(project, targets):
+    with pytest.raises(CommandError, match="No project with slug"):
+        call_command("compat_run", "--project", "nope")
+    with pytest.raises(CommandError, match="No target '9.9'"):
+        call_command("compat_run", "--project", project.slug, "--target", "9.9")
+
+
+def test_demo_sets_up_two_git_projects_and_two_targets(
+    tmp_path, db, broker, django_capture_on_commit_callbacks
+):
+    call_command("demo_compat", "--no-run", "--root", str(tmp_path))
+    call_command("demo_compat", "--no-run", "--root", str(tmp_path))  # idempotent
+    assert sorted(TorchTarget.objects.values_list("version", "active")) == [
+        ("2.13.0", True),
+        ("2.14.1", True),
+    ]
+    for slug in ("tinytorch-ops", "tensorshim"):
+        config = ProjectTestConfig.objects.get(project__slug=slug)
+        log = subprocess.run(
+            ["git", "log", "--oneline"],
+            cwd=config.source_override,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "demo project" in log.stdout
+    assert Project.objects.count() == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("demo_compat", "--root", str(tmp_path))
+    assert CompatRun.objects.count() == 2
+    assert broker.client().llen("runner.cpu") == 4

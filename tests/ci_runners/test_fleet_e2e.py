@@ -1,0 +1,347 @@
+"""End to end with real processes: a private Redis, the web-side worker, the runner agent.
+
+The agent really builds torch environments (warm from the uv cache) and runs pytest in its
+sandbox on the two local torch versions. Fault drills: kill -9 the agent in the middle of a
+cell, restart Redis while cells are queued, deliver the same result twice.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from celery import current_app
+from django.conf import settings as django_settings
+from django.db import connection
+
+from ci_runners import services
+from ci_runners.management.commands.demo_compat import PROJECTS, make_repo
+from ci_runners.models import (
+    CellResult,
+    CompatCell,
+    CompatRun,
+    ProjectTestConfig,
+    RunnerHost,
+    TorchTarget,
+)
+from ci_runners.states import FINAL_STATES, CellState
+from registry.models import Project
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[2]
+
+SLOW_PROJECT = {
+    "name": "Slow Suite",
+    "description": "A suite that takes a while, so the agent can be killed in the middle.",
+    "files": {
+        "src/slow_suite/__init__.py": "import torch\n\n\ndef ones():\n    return torch.ones(2)\n",
+        "tests/test_slow.py": (
+            "import time\n\nfrom slow_suite import ones\n\n\n"
+            "def test_slowly():\n"
+            "    for second in range(8):\n"
+            "        print('tick', second, flush=True)\n"
+            "        time.sleep(1)\n"
+            "    assert ones().sum().item() == 2\n"
+        ),
+    },
+}
+
+
+class Processes:
+    """The web-side worker and runner agents as real subprocesses, each in its own group."""
+
+    def __init__(self, *, tmp: Path, broker_url: str) -> None:
+        self.tmp = tmp
+        self.broker_url = broker_url
+        self.running: dict[str, subprocess.Popen] = {}
+        # The sandbox's unprivileged uid must reach the job dirs: not under pytest's 0700 tmp.
+        self.work_root = Path(tempfile.mkdtemp(prefix="ecoreg-e2e-work-"))
+        self.work_root.chmod(0o755)
+        database = dict(connection.settings_dict)
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": (
+                f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
+                f"{database['PORT'] or 5432}/{database['NAME']}"
+            ),
+            "CELERY_BROKER_URL": broker_url,
+            "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, name: str, command: list[str], **extra_env: str) -> None:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.running[name] = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_web_worker(self) -> None:
+        self.start(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,results",
+                "-c",
+                "1",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                "web@%h",
+                "--loglevel=INFO",
+            ],
+        )
+
+    def start_agent(self, name: str, **extra_env: str) -> None:
+        self.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "ci_runners.agent",
+                "worker",
+                "-Q",
+                "runner.cpu",
+                "-c",
+                "1",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"{name}@%h",
+                "--loglevel=INFO",
+            ],
+            AGENT_BROKER_URL=self.broker_url,
+            AGENT_NAME=name,
+            AGENT_WORK_ROOT=str(self.work_root),
+            AGENT_HEARTBEAT_S="2",
+            AGENT_PROGRESS_S="1",
+            **extra_env,
+        )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.running.pop(name)
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            process = self.running[name]
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill(name)
+                continue
+            self.running.pop(name)
+        shutil.rmtree(self.work_root, ignore_errors=True)
+
+
+@pytest.fixture
+def processes(transactional_db, broker, tmp_path):
+    fleet = Processes(tmp=tmp_path, broker_url=broker.url)
+    yield fleet
+    fleet.stop_all()
+
+
+@pytest.fixture
+def torch_targets(transactional_db):
+    return [
+        TorchTarget.objects.create(version="2.13.0", variant="cpu", active=True),
+        TorchTarget.objects.create(version="2.14.1", variant="", active=True),
+    ]
+
+
+def demo_project(tmp_path: Path, slug: str, spec: dict, **config) -> Project:
+    repo = make_repo(root=tmp_path / "repos", slug=slug, spec=spec)
+    project = Project.objects.create(slug=slug, name=spec["name"])
+    ProjectTestConfig.objects.create(
+        project=project, source_override=str(repo), timeout_s=300, **config
+    )
+    return project
+
+
+def wait_for(what: str, check, processes: Processes, timeout: float = 180.0, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    logs = "\n".join(f"--- {n}\n{processes.log(n)[-3000:]}" for n in ("web", "agent-1", "agent-2"))
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def run_finished(run: CompatRun):
+    run.refresh_from_db()
+    return run.finished_at is not None
+
+
+def send_result_again(cell: CompatCell, processes: Processes) -> None:
+    """Deliver the stored result of the cell's attempt twice more through the broker."""
+    stored = CellResult.objects.get(cell=cell, attempt=cell.attempt)
+    with current_app.connection_for_write(processes.broker_url) as conn:
+        for _ in range(2):
+            current_app.send_task(
+                "ci_runners.record_cell_result",
+                kwargs={
+                    "cell_id": cell.pk,
+                    "attempt": cell.attempt,
+                    "runner": "again",
+                    "result": stored.payload,
+                    "log": "again",
+                },
+                queue="results",
+                connection=conn,
+            )
+        # A marker after them: once it is recorded, the worker has handled both (FIFO, 1 slot).
+        current_app.send_task(
+            "ci_runners.runner_heartbeat",
+            kwargs={"name": "marker", "queues": []},
+            queue="results",
+            connection=conn,
+        )
+    wait_for("the marker", lambda: RunnerHost.objects.filter(name="marker").exists(), processes)
+
+
+def test_a_real_run_on_two_torch_versions_records_each_result_once(
+    processes, torch_targets, tmp_path
+):
+    project = demo_project(tmp_path, "tensorshim", PROJECTS["tensorshim"])
+    processes.start_web_worker()
+    processes.start_agent("agent-1")
+    run = services.compat_run_request(project=project, trigger=CompatRun.Trigger.MANUAL)
+    wait_for("the run to finish", lambda: run_finished(run), processes)
+
+    ok = run.cells.get(target=torch_targets[0])
+    broken = run.cells.get(target=torch_targets[1])
+    assert ok.state == CellState.PASSED, ok.error
+    assert ok.counts["passed"] == 2
+    assert ok.environment["torch"].startswith("2.13.0")
+    assert broken.state == CellState.FAILED and broken.counts["failed"] == 1
+    assert broken.failures[0]["test"].endswith("test_double")
+    assert "tensorshim supports torch < 2.14" in broken.log_file.read().decode()
+    assert broken.environment["torch"].startswith("2.14.1")
+    assert {ok.runner_name, broken.runner_name} == {"agent-1"}
+    assert CellResult.objects.filter(cell__run=run).count() == 2
+    assert ok.timings["env_s"] is not None and ok.commit
+    project.refresh_from_db()
+    assert project.works_with == ["2.13.0"] and project.breaks_with == ["2.14.1"]
+    assert RunnerHost.objects.get(name="agent-1").queues == ["runner.cpu"]
+
+    # Drill: the same result delivered twice more is still one result.
+    send_result_again(ok, processes)
+    assert CellResult.objects.filter(cell=ok).count() == 1
+    ok.refresh_from_db()
+    assert ok.runner_name == "agent-1"
+
+
+def test_killing_the_agent_mid_cell_loses_nothing_and_doubles_nothing(
+    processes, torch_targets, tmp_path
+):
+    # -s: the test's own prints reach the live log while it runs.
+    project = demo_project(tmp_path, "slow-suite", SLOW_PROJECT, pytest_args=["-s"])
+    processes.start_web_worker()
+    # A short visibility timeout: the dead agent's message comes back to the broker quickly.
+    quick_redelivery = {
+        "AGENT_VISIBILITY_TIMEOUT_S": "10",
+        "AGENT_RESTORE_INTERVAL_S": "2",
+        "AGENT_RESTORE_THROTTLE": "1",
+    }
+    processes.start_agent("agent-1", **quick_redelivery)
+    run = services.compat_run_request(
+        project=project, targets=torch_targets[:1], trigger=CompatRun.Trigger.MANUAL
+    )
+    cell = run.cells.get()
+
+    def ticking():
+        cell.refresh_from_db()
+        return cell.state == CellState.RUNNING and "tick" in cell.log_tail
+
+    wait_for("the tests to be running", ticking, processes)
+    processes.kill("agent-1")  # kill -9 of the whole worker: main, pool child, cell child
+    processes.start_agent("agent-2", **quick_redelivery)
+
+    # Recovery: the reaper sees the runner silent and re-queues the cell as attempt 2.
+    def reaped():
+        services.reap_stale_cells(silent_s=8)
+        cell.refresh_from_db()
+        return cell.attempt == 2
+
+    wait_for("the reaper to re-queue the cell", reaped, processes, every=1)
+    wait_for("the run to finish", lambda: run_finished(run), processes)
+    cell.refresh_from_db()
+    assert cell.state == CellState.PASSED and cell.attempt == 2
+    assert cell.runner_name == "agent-2"
+    # The abandoned attempt-1 message is redelivered by the broker and dropped by the agent.
+    wait_for(
+        "the redelivered attempt 1 to be dropped",
+        lambda: f"cell {cell.pk} attempt 1" in processes.log("agent-2"),
+        processes,
+        timeout=60,
+    )
+    results = list(CellResult.objects.filter(cell=cell).values_list("attempt", "state"))
+    assert results == [(2, "passed")]
+
+
+def test_restarting_redis_while_cells_are_queued_still_finishes_every_cell(
+    processes, torch_targets, tmp_path, broker
+):
+    project = demo_project(tmp_path, "tinytorch-ops", PROJECTS["tinytorch-ops"])
+    other = demo_project(tmp_path, "tensorshim", PROJECTS["tensorshim"])
+    processes.start_web_worker()
+    processes.start_agent("agent-1")
+    runs = [
+        services.compat_run_request(project=p, trigger=CompatRun.Trigger.MANUAL)
+        for p in (project, other)
+    ]
+    cells = CompatCell.objects.filter(run__in=runs)
+
+    def one_running_others_queued():
+        return cells.filter(state__in=[CellState.PREPARING, CellState.RUNNING]).exists()
+
+    wait_for("a cell to start", one_running_others_queued, processes)
+    assert broker.client().llen("runner.cpu") >= 1
+    broker.stop()  # no persistence: the queued messages are gone with it
+    time.sleep(1)
+    broker.start()
+
+    def all_final():
+        services.reap_stale_cells(silent_s=10)
+        return not cells.exclude(state__in=FINAL_STATES).exists()
+
+    wait_for("every cell to finish", all_final, processes, timeout=240, every=1)
+    states = dict(cells.values_list("target__version", "state").filter(run__project=project))
+    assert states == {"2.13.0": CellState.PASSED, "2.14.1": CellState.PASSED}
+    other_states = dict(cells.filter(run__project=other).values_list("target__version", "state"))
+    assert other_states == {"2.13.0": CellState.PASSED, "2.14.1": CellState.FAILED}
+    # One applied result per cell, whatever attempt finished it.
+    assert CellResult.objects.filter(cell__in=cells, applied=True).count() == 4
+    for cell in cells:
+        assert CellResult.objects.filter(cell=cell, attempt=cell.attempt).count() == 1
