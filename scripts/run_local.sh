@@ -34,6 +34,10 @@ if ! redis_answers "$REDIS_URL"; then
   fi
 fi
 
+export AGENT_BROKER_URL="$REDIS_URL"
+export AGENT_WORK_ROOT="${AGENT_WORK_ROOT:-/tmp/ecosystem-registry-agent}"
+bash scripts/system_deps.sh bubblewrap || echo "Without bubblewrap the runner refuses to run test suites (cells end 'errored')." >&2
+
 python manage.py migrate --noinput
 python manage.py import_landscape data/pytorch-landscape.yml
 python manage.py setup_demo
