@@ -1,4 +1,5 @@
 """Set up Django against a scratch PostgreSQL database for a benchmark (never the real one)."""
+
 import os
 import sys
 from pathlib import Path

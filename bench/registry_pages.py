@@ -3,6 +3,7 @@
 Prints one JSON object. Query counts must not grow with the number of projects.
 Run: .venv/bin/python bench/registry_pages.py
 """
+
 import json
 import statistics
 import sys
@@ -23,23 +24,36 @@ def fill(total: int) -> None:
 
     root, _ = Category.objects.get_or_create(name="Bench", parent=None, defaults={"slug": "bench"})
     subs = [
-        Category.objects.get_or_create(name=f"Sub {i}", parent=root,
-                                       defaults={"slug": f"bench-sub-{i}"})[0]
+        Category.objects.get_or_create(
+            name=f"Sub {i}", parent=root, defaults={"slug": f"bench-sub-{i}"}
+        )[0]
         for i in range(10)
     ]
     start = Project.objects.count()
     now = timezone.now()
     projects = [
-        Project(slug=f"project-{i}", name=f"Project {i:05d}", category=subs[i % 10],
-                description="A benchmark project. " * 5, repo_owner=f"owner{i}", repo_name="repo",
-                status="retired" if i % 7 == 0 else "active")
+        Project(
+            slug=f"project-{i}",
+            name=f"Project {i:05d}",
+            category=subs[i % 10],
+            description="A benchmark project. " * 5,
+            repo_owner=f"owner{i}",
+            repo_name="repo",
+            status="retired" if i % 7 == 0 else "active",
+        )
         for i in range(start, total)
     ]
     Project.objects.bulk_create(projects, batch_size=2000)
     snapshots = [
-        RepoSnapshot(project=p, taken_at=now - timezone.timedelta(days=d), checked_at=now,
-                     stars=100 + d, commits_90d=d)
-        for p in Project.objects.filter(slug__in=[p.slug for p in projects]) for d in (0, 1)
+        RepoSnapshot(
+            project=p,
+            taken_at=now - timezone.timedelta(days=d),
+            checked_at=now,
+            stars=100 + d,
+            commits_90d=d,
+        )
+        for p in Project.objects.filter(slug__in=[p.slug for p in projects])
+        for d in (0, 1)
     ]
     RepoSnapshot.objects.bulk_create(snapshots, batch_size=5000)
 

@@ -14,7 +14,7 @@ from ci_runners.pypi import PyPIUnavailable
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="ci_runners.record_cell_result", queue="results", acks_late=True)
+@shared_task(name="ci_runners.record_cell_result", acks_late=True)
 def record_cell_result(
     *, cell_id: int, attempt: int, runner: str, result: dict, log: str = ""
 ) -> None:
@@ -23,7 +23,7 @@ def record_cell_result(
     )
 
 
-@shared_task(name="ci_runners.record_cell_progress", queue="results", acks_late=True)
+@shared_task(name="ci_runners.record_cell_progress", acks_late=True)
 def record_cell_progress(
     *, cell_id: int, attempt: int, runner: str, phase: str, log_tail: str = ""
 ) -> None:
@@ -32,7 +32,7 @@ def record_cell_progress(
     )
 
 
-@shared_task(name="ci_runners.runner_heartbeat", queue="results", ignore_result=True)
+@shared_task(name="ci_runners.runner_heartbeat", ignore_result=True)
 def runner_heartbeat(
     *,
     name: str,
@@ -46,19 +46,18 @@ def runner_heartbeat(
     )
 
 
-@shared_task(name="ci_runners.reap_stale_cells", queue="default")
+@shared_task(name="ci_runners.reap_stale_cells")
 def reap_stale_cells() -> dict:
     return services.reap_stale_cells()
 
 
-@shared_task(name="ci_runners.nightly_runs", queue="default")
+@shared_task(name="ci_runners.nightly_runs")
 def nightly_runs() -> int:
     return services.nightly_runs()
 
 
 @shared_task(
     name="ci_runners.check_torch_releases",
-    queue="default",
     autoretry_for=(PyPIUnavailable,),
     retry_backoff=60,
     max_retries=3,

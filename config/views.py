@@ -1,4 +1,5 @@
 """Service-level endpoints that belong to no app."""
+
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 

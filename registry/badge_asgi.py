@@ -29,10 +29,10 @@ from registry import badge_cache, badges
 
 logger = logging.getLogger(__name__)
 
-BADGE_PATH = re.compile(
-    r"^/badges/(?P<slug>[-a-zA-Z0-9_]{1,%d})/(?P<kind>%s)\.(?P<fmt>%s)$"
-    % (badge_cache.MAX_SLUG_LENGTH, "|".join(badges.KINDS), "|".join(badges.FORMATS))
-)
+_SLUG = rf"[-a-zA-Z0-9_]{{1,{badge_cache.MAX_SLUG_LENGTH}}}"
+_KIND = "|".join(badges.KINDS)
+_FORMAT = "|".join(badges.FORMATS)
+BADGE_PATH = re.compile(rf"^/badges/(?P<slug>{_SLUG})/(?P<kind>{_KIND})\.(?P<fmt>{_FORMAT})$")
 LOCAL_MAX_AGE_S = 60.0
 LOCAL_MAX_ENTRIES = 20_000
 RECONNECT_DELAY_S = 1.0

@@ -4,11 +4,15 @@ In production the lean ASGI path (`registry/badge_asgi.py`) answers cached badge
 request reaches Django; this view renders the misses (and serves everything under WSGI).
 """
 
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
-from django.urls import path, register_converter
+from html import escape
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import render
+from django.urls import path, register_converter, reverse
 from rest_framework.throttling import SimpleRateThrottle
 
 from registry import badge_cache, badges
+from registry.models import Project
 
 
 class BadgeRateThrottle(SimpleRateThrottle):
@@ -62,7 +66,71 @@ def badge(request: HttpRequest, slug: str, kind: str, fmt: str) -> HttpResponse:
     return response
 
 
+BADGE_TITLES = {
+    "ecosystem": "Ecosystem membership (active, hosted or retired)",
+    "compat": "PyTorch versions our compatibility runs pass",
+    "review": "State of the project's TAC review",
+}
+
+
+def badge_snippets(request: HttpRequest, slug: str) -> HttpResponse:
+    """Project page fragment: each badge with Markdown, reStructuredText and HTML snippets."""
+    project = Project.objects.filter(slug=slug).only("slug", "name").first()
+    if project is None:
+        raise Http404("No project with this name.")
+    page_url = request.build_absolute_uri(project.get_absolute_url())
+    entries = []
+    for kind in badges.KINDS:
+        svg_url = request.build_absolute_uri(
+            reverse("badges:badge", kwargs={"slug": slug, "kind": kind, "fmt": "svg"})
+        )
+        alt = f"{project.name}: {badges.badge_for(kind, None).label}"
+        entries.append(
+            {
+                "kind": kind,
+                "title": BADGE_TITLES[kind],
+                "svg_url": svg_url,
+                "alt": alt,
+                "snippets": [
+                    {
+                        "format": "md",
+                        "label": "Markdown",
+                        "rows": 1,
+                        "text": f"[![{_markdown_text(alt)}]({svg_url})]({page_url})",
+                    },
+                    {
+                        "format": "rst",
+                        "label": "reStructuredText",
+                        "rows": 3,
+                        "text": f".. image:: {svg_url}\n   :target: {page_url}\n"
+                        f"   :alt: {' '.join(alt.split())}",
+                    },
+                    {
+                        "format": "html",
+                        "label": "HTML",
+                        "rows": 1,
+                        "text": f'<a href="{escape(page_url)}"><img src="{escape(svg_url)}" '
+                        f'alt="{escape(alt)}"></a>',
+                    },
+                ],
+            }
+        )
+    shields_json_url = request.build_absolute_uri(
+        reverse("badges:badge", kwargs={"slug": slug, "kind": "compat", "fmt": "json"})
+    )
+    return render(
+        request,
+        "registry/_badge_snippets.html",
+        {"project": project, "badges": entries, "shields_json_url": shields_json_url},
+    )
+
+
+def _markdown_text(text: str) -> str:
+    return "".join("\\" + c if c in "[]\\" else c for c in " ".join(text.split()))
+
+
 app_name = "badges"
 urlpatterns = [
     path("<slug:slug>/<badge_kind:kind>.<badge_format:fmt>", badge, name="badge"),
+    path("<slug:slug>/snippets/", badge_snippets, name="snippets"),
 ]

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 RATE_LIMIT_MAX_RETRIES = 5
 
 
-@shared_task(name="registry.sync_github_project", queue="default", bind=True)
+@shared_task(name="registry.sync_github_project", bind=True)
 def sync_github_project(self, project_id: int) -> str:
     """Sync one project's repository health; on a rate limit, come back after the reset."""
     project = Project.objects.filter(pk=project_id).first()
@@ -33,7 +33,7 @@ def sync_github_project(self, project_id: int) -> str:
     return outcome.result.value
 
 
-@shared_task(name="registry.sync_github_all", queue="default")
+@shared_task(name="registry.sync_github_all")
 def sync_github_all() -> int:
     """Queue one sync per active project with a repository, a few seconds apart."""
     stagger = getattr(settings, "GITHUB_SYNC_STAGGER_S", 2.0)

@@ -6,7 +6,7 @@ from reviews import notifications, services
 from reviews.checks import ChecksDeferred
 
 
-@shared_task(bind=True, name="reviews.run_automated_checks", queue="default", max_retries=5)
+@shared_task(bind=True, name="reviews.run_automated_checks", max_retries=5)
 def run_automated_checks(self, submission_id: int) -> None:
     try:
         services.submission_run_checks(
@@ -16,7 +16,7 @@ def run_automated_checks(self, submission_id: int) -> None:
         raise self.retry(countdown=deferred.retry_in) from deferred
 
 
-@shared_task(name="reviews.compat_run_finished", queue="default")
+@shared_task(name="reviews.compat_run_finished")
 def compat_run_finished(
     run_id: int, submission_id: int | None = None, periodic_review_id: int | None = None
 ) -> None:
@@ -25,19 +25,18 @@ def compat_run_finished(
     )
 
 
-@shared_task(name="reviews.close_due_votes", queue="default")
+@shared_task(name="reviews.close_due_votes")
 def close_due_votes() -> list[int]:
     return services.votes_close_due()
 
 
-@shared_task(name="reviews.periodic_review_due", queue="default")
+@shared_task(name="reviews.periodic_review_due")
 def periodic_review_due() -> dict:
     return services.periodic_reviews_due()
 
 
 @shared_task(
     name="reviews.send_event_notification",
-    queue="default",
     autoretry_for=(OSError,),
     retry_backoff=True,
     max_retries=5,

@@ -1,4 +1,5 @@
 """The deployment files agree with each other: docker-compose runs the Procfile's commands."""
+
 from pathlib import Path
 
 import yaml
@@ -40,7 +41,8 @@ def test_compose_describes_the_real_deployment():
 def test_ci_runs_make_test_only():
     script = (ROOT / ".ci" / "run").read_text()
     commands = [
-        line for line in script.splitlines()
+        line
+        for line in script.splitlines()
         if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
     assert commands == ["exec make test"]

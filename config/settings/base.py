@@ -141,6 +141,13 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues by task name (Celery 5.7 deprecates the task decorator's `queue=`). Everything else
+# goes to "default"; cells go to "runner.<capability>", chosen per cell when dispatched.
+CELERY_TASK_ROUTES = {
+    "ci_runners.record_cell_result": {"queue": "results"},
+    "ci_runners.record_cell_progress": {"queue": "results"},
+    "ci_runners.runner_heartbeat": {"queue": "results"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

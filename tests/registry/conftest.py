@@ -1,4 +1,5 @@
 """Fixtures of the registry tests."""
+
 from pathlib import Path
 
 import pytest

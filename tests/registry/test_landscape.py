@@ -1,4 +1,5 @@
 """Landscape import and export against the real PyTorch landscape file and odd fixtures."""
+
 import io
 import textwrap
 
@@ -19,8 +20,21 @@ def run(command, *args):
 
 def registry_state():
     return sorted(
-        (p.slug, p.name, p.kind, p.status, str(p.category), p.description, p.homepage_url,
-         p.logo, p.repo_owner, p.repo_name, p.accepted_on, p.flags, p.landscape_extra)
+        (
+            p.slug,
+            p.name,
+            p.kind,
+            p.status,
+            str(p.category),
+            p.description,
+            p.homepage_url,
+            p.logo,
+            p.repo_owner,
+            p.repo_name,
+            p.accepted_on,
+            p.flags,
+            p.landscape_extra,
+        )
         for p in Project.objects.select_related("category__parent")
     )
 
@@ -112,7 +126,10 @@ def write(tmp_path, text):
         ("landscape: [\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a top-level 'landscape:' list"),
         ("landscape:\n  - category:\n    subcategories: []\n", "has no name"),
-        ("landscape:\n  - name: A\n    subcategories:\n      - items: []\n", "subcategory with no name"),
+        (
+            "landscape:\n  - name: A\n    subcategories:\n      - items: []\n",
+            "subcategory with no name",
+        ),
         ("landscape:\n  - name: A\n    subcategories: 3\n", "'subcategories' is not a list"),
     ],
 )
@@ -167,8 +184,9 @@ def test_odd_items_are_skipped_or_flagged_with_reasons(tmp_path):
     assert look_alike.repository == "" and "github.com" in look_alike.flags[0]["message"]
 
 
-def test_a_failed_import_keeps_what_was_stored(imported_landscape, real_landscape_path, tmp_path,
-                                               monkeypatch):
+def test_a_failed_import_keeps_what_was_stored(
+    imported_landscape, real_landscape_path, tmp_path, monkeypatch
+):
     before = registry_state()
     document = yaml.safe_load(real_landscape_path.read_text())
     for category in document["landscape"]:

@@ -1,4 +1,5 @@
 """Public pages: the landscape (filters, htmx search) and the project page."""
+
 import pytest
 from django.urls import reverse
 
@@ -45,8 +46,14 @@ def test_search_as_you_type_returns_the_list_fragment(client, imported_landscape
 
 def test_bad_filter_values_are_harmless(client, imported_landscape):
     landscape = reverse("registry:landscape")
-    for params in [{"page": "abc"}, {"page": "99999"}, {"kind": "<script>"},
-                   {"status": "nope"}, {"q": "x" * 5000}, {"category": "missing"}]:
+    for params in [
+        {"page": "abc"},
+        {"page": "99999"},
+        {"kind": "<script>"},
+        {"status": "nope"},
+        {"q": "x" * 5000},
+        {"category": "missing"},
+    ]:
         assert client.get(landscape, params).status_code == 200
 
 
@@ -55,8 +62,15 @@ def test_project_page_shows_health_with_its_date_and_flags(client, imported_land
 
     project = Project.objects.get(slug="vissl")
     taken = timezone.now()
-    RepoSnapshot.objects.create(project=project, taken_at=taken, checked_at=taken, stars=3210,
-                                license_spdx="MIT", commits_90d=4, has_license=True)
+    RepoSnapshot.objects.create(
+        project=project,
+        taken_at=taken,
+        checked_at=taken,
+        stars=3210,
+        license_spdx="MIT",
+        commits_90d=4,
+        has_license=True,
+    )
     response = client.get(project.get_absolute_url())
     body = response.content.decode()
     assert response.status_code == 200
@@ -69,8 +83,9 @@ def test_unknown_project_is_a_404_page(client, db):
 
 
 def test_text_is_escaped(client, db):
-    Project.objects.create(slug="evil", name="<script>alert(1)</script>",
-                           description='"><img src=x onerror=alert(1)>')
+    Project.objects.create(
+        slug="evil", name="<script>alert(1)</script>", description='"><img src=x onerror=alert(1)>'
+    )
     body = client.get("/projects/evil/").content.decode()
     assert "<script>alert(1)" not in body and "<img src=x" not in body
     assert "&lt;script&gt;" in body

@@ -1,4 +1,5 @@
 """The repository URL rule: only https://github.com/<owner>/<repo> names a repository."""
+
 import pytest
 
 from registry.repository_urls import (
@@ -67,8 +68,11 @@ def test_refused_urls_say_why(url, message):
     [
         ("https://github.com/dmlc/dgl/", "dmlc/dgl", ""),
         ("  https://github.com/onnx/onnx   ", "onnx/onnx", "spaces removed"),
-        ("https://github.com/facebookresearch/vissl/graphs/commit-activity",
-         "facebookresearch/vissl", "extra path parts dropped"),
+        (
+            "https://github.com/facebookresearch/vissl/graphs/commit-activity",
+            "facebookresearch/vissl",
+            "extra path parts dropped",
+        ),
         ("https://github.com/open-mmlab", None, "organisation page"),
         ("https://gitlab.com/group/project", None, "refused"),
         ("", None, ""),
