@@ -6,9 +6,13 @@ environment, the system read-only, and only its build dir writable (a copy of th
 the output dir and a private uv cache; never the agent's shared cache or venvs). The agent then
 installs the wheel it produced, which runs no project code.
 
-Network: the build sees the host network only when a wheel source is remote (its build backend
-may have to be downloaded); with local sources only (file:// indexes, find-links dirs, bound
-read-only) it has none.
+Network: the build never has any (`--unshare-net`; 127.0.0.1 services have no passwords). Its
+build requirements (`[build-system].requires`, or setuptools and wheel for a setup.py project)
+are installed beforehand, OUTSIDE the sandbox, from wheels only (`--no-build`: installing a
+wheel runs no code) into a build venv cached by its inputs. The build then runs offline with
+`--no-build-isolation` in a hard-linked copy of that venv, bound read-only. A backend that asks
+for more requirements at build time (`get_requires_for_build_wheel`) does not get them: list
+them in `[build-system].requires`.
 
 Built wheels are cached by commit SHA and build inputs (`wheel_cache_key`): a commit fixes the
 whole source tree, so the same inputs build the same project.
@@ -16,12 +20,17 @@ whole source tree, so the same inputs build the same project.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
 import stat
+import subprocess  # noqa: S404 - uv and cp are run with argument lists, never a shell
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -30,6 +39,10 @@ from ci_runners.agent.sandbox import Limits, SandboxSpec
 
 UV_IN_SANDBOX = "/opt/ecoreg-agent/bin/uv"
 DEFAULT_BUILD_TIMEOUT_S = 600.0
+BUILD_ENV_TIMEOUT_S = 900
+BUILD_ENV_LAYOUT_VERSION = "1"
+# What pip and uv assume for a project without [build-system] (PEP 517/518).
+DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 MAX_WHEEL_BYTES = 1024**3
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 _WHEEL_NAME = re.compile(
@@ -40,6 +53,10 @@ _WHEEL_NAME = re.compile(
 
 class BuildError(Exception):
     """The project could not be built into a wheel (its own build, in the sandbox)."""
+
+
+class BuildStopped(Exception):
+    """The build was ended early because the caller asked to stop."""
 
 
 def build_timeout_s() -> float:
@@ -69,28 +86,121 @@ def wheel_name(wheel: Path) -> str:
     return re.sub(r"[-_.]+", "-", match.group("name")).lower()
 
 
+def build_requires(project_dir: Path) -> list[str]:
+    """`[build-system].requires` of the checkout, else setuptools and wheel (PEP 518)."""
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        return list(DEFAULT_BUILD_REQUIRES)
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BuildError(f"pyproject.toml cannot be read: {exc}") from exc
+    system = data.get("build-system")
+    if not isinstance(system, dict) or "requires" not in system:
+        return list(DEFAULT_BUILD_REQUIRES)
+    requires = system["requires"]
+    if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):
+        raise BuildError("pyproject.toml: [build-system].requires must be a list of strings")
+    return [item.strip() for item in requires if item.strip()]
+
+
+_NO_WHEEL = re.compile(
+    r"Wheels are required for `([^`]+)`|([A-Za-z0-9._-]+)(?:==\S+)? has no usable wheels"
+)
+
+
+def _run_tool(command: list[str], *, env: dict[str, str], what: str) -> None:
+    try:
+        completed = subprocess.run(  # noqa: S603
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=BUILD_ENV_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BuildError(f"{what} failed: {exc}") from exc
+    if completed.returncode != 0:
+        output = (completed.stderr or completed.stdout).strip()
+        no_wheel = _NO_WHEEL.search(output)
+        if no_wheel:
+            package = no_wheel.group(1) or no_wheel.group(2)
+            raise BuildError(
+                f"build requirement {package} has no wheel; build requirements are installed "
+                "from wheels only"
+            )
+        raise BuildError(f"{what} failed: " + "\n".join(output.splitlines()[-8:]))
+
+
+def build_env(
+    *,
+    cache_root: Path,
+    requires: list[str],
+    interpreter: str,
+    uv: str,
+    index_args: list[str],
+    key_extra: str = "",
+    env: dict[str, str],
+) -> Path:
+    """A venv with `requires` installed from wheels only, cached under `cache_root`.
+
+    Runs outside the sandbox but runs no project code: only wheels are installed.
+    """
+    material = json.dumps(
+        {
+            "layout": BUILD_ENV_LAYOUT_VERSION,
+            "interpreter": interpreter,
+            "requires": sorted(requires),
+            "sources": index_args,
+            "extra": key_extra,
+        },
+        sort_keys=True,
+    )
+    key = hashlib.sha256(material.encode()).hexdigest()[:24]
+    cache_root.mkdir(parents=True, exist_ok=True)
+    final = cache_root / key
+    with open(cache_root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():
+            return final
+        staging = cache_root / f"{key}.tmp{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            what = "build requirements install"
+            _run_tool(
+                [uv, "venv", "-q", "--relocatable", "-p", interpreter, str(staging)],
+                env=env,
+                what=what,
+            )
+            if requires:
+                _run_tool(
+                    [uv, "pip", "install", "--python", str(staging / "bin" / "python")]
+                    + ["--link-mode", "hardlink", "--no-build", *index_args, *requires],
+                    env=env,
+                    what=what,
+                )
+            (staging / "ecoreg-build-env.json").write_text(material)
+            staging.rename(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _copy_build_env(*, cached: Path, destination: Path, env: dict[str, str]) -> None:
+    """Hard-linked copy (instant) of the cached build venv, reachable by the sandbox uid."""
+    try:
+        _run_tool(["cp", "-al", str(cached), str(destination)], env=env, what="build env copy")
+    except BuildError:
+        shutil.rmtree(destination, ignore_errors=True)
+        shutil.copytree(cached, destination, symlinks=True)  # another filesystem
+
+
 def _local_path(location: str) -> Path | None:
     if "://" not in location:
         return Path(location).expanduser()
     parsed = urlparse(location)
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
-
-
-def source_binds(locations: list[str], index_urls: list[str]) -> tuple[list[Path], bool]:
-    """Local wheel sources the build must see read-only, and whether any source is remote."""
-    binds: list[Path] = []
-    remote = False
-    for location in [*locations, *index_urls]:
-        path = _local_path(location)
-        if path is None:
-            remote = True
-            continue
-        if location in index_urls and path.name == "simple":
-            path = path.parent  # a file:// index links to ../../files/
-        path = path.resolve()
-        if path.exists() and path not in binds:
-            binds.append(path)
-    return binds, remote
 
 
 def _interpreter_binds(interpreter: str) -> list[Path]:
@@ -146,15 +256,33 @@ def build_wheel(
     interpreter: str,
     uv: str,
     index_args: list[str],
-    find_links: list[str],
-    index_urls: list[str],
+    env_cache_root: Path,
+    tool_env: dict[str, str],
+    key_extra: str = "",
     sandbox: bool = True,
+    on_output: Callable[[bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Build `project_dir` into a wheel in the sandbox; return the wheel (root-owned copy).
 
-    `build_root` must not exist; the caller removes it.
+    The build requirements are installed first, outside the sandbox and from wheels only, into
+    a build venv cached under `env_cache_root` (`index_args` are the wheel sources, `tool_env`
+    the environment uv runs in there, `key_extra` more cache key material such as uv's version).
+    The build itself has no network. `build_root` must not exist; the caller removes it.
+    Raises BuildStopped when `should_stop` ended the build.
     """
     build_root.mkdir(mode=0o755)
+    cached_env = build_env(
+        cache_root=env_cache_root,
+        requires=build_requires(project_dir),
+        interpreter=interpreter,
+        uv=uv,
+        index_args=index_args,
+        key_extra=key_extra,
+        env=tool_env,
+    )
+    venv = build_root / "build-env"
+    _copy_build_env(cached=cached_env, destination=venv, env=tool_env)
     scratch = build_root / "sandbox"
     src, out, cache = scratch / "src", scratch / "out", scratch / "uv-cache"
     scratch.mkdir(mode=0o755)
@@ -163,25 +291,24 @@ def build_wheel(
     cache.mkdir(mode=0o755)
     sandbox_module.give_to_sandbox_user(scratch)
 
-    binds, remote = source_binds(find_links, index_urls)
     uv_path = UV_IN_SANDBOX if sandbox else uv
     env = {
-        "PATH": f"{Path(uv_path).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{venv / 'bin'}:{Path(uv_path).parent}:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
         "UV_CACHE_DIR": str(cache),
         "UV_NO_PROGRESS": "1",
         "UV_PYTHON_DOWNLOADS": "never",
+        "UV_OFFLINE": "1",
     }
-    if not remote:
-        env["UV_OFFLINE"] = "1"
     command = [
         uv_path,
         "build",
         "--wheel",
+        "--no-build-isolation",
         "--out-dir",
         str(out),
         "--python",
-        interpreter,
-        *index_args,
+        str(venv / "bin" / "python"),
         str(src),
     ]
     timeout = build_timeout_s()
@@ -189,15 +316,22 @@ def build_wheel(
         command=command,
         work_dir=scratch,
         cwd=src,
-        ro_binds=[*binds, *_interpreter_binds(interpreter)],
+        ro_binds=[venv, *_interpreter_binds(interpreter)],
         ro_binds_to={UV_IN_SANDBOX: Path(uv)},
         env=env,
         timeout_s=timeout,
-        share_net=remote,
         gpu=False,
     )
-    run = sandbox_module.run_sandboxed(spec=spec, limits=Limits.from_environment(), sandbox=sandbox)
+    run = sandbox_module.run_sandboxed(
+        spec=spec,
+        limits=Limits.from_environment(),
+        sandbox=sandbox,
+        on_output=on_output,
+        should_stop=should_stop,
+    )
     notes = "; ".join(note for note in run.notes if "WITHOUT sandbox" not in note)
+    if run.stopped:
+        raise BuildStopped("project build stopped on request")
     if run.timed_out:
         raise BuildError(
             f"project build exceeded its wall time limit of {timeout:g} s"

@@ -6,17 +6,26 @@ Configured from the environment only:
     AGENT_BROKER_URL (else CELERY_BROKER_URL)  the broker Redis (the only service it reaches)
     AGENT_NAME                    this runner's name (default: the host name)
     AGENT_QUEUES                  queues it reports in heartbeats (default: those it consumes)
-    AGENT_WORK_ROOT               where job dirs are made (default ~/.cache/ecoreg-agent/work)
+    AGENT_WORK_ROOT               where job dirs are made (default, as for the command line:
+                                  <tempdir>/ecosystem-registry-agent, reachable by the
+                                  sandbox's uid)
     AGENT_SANDBOX                 "0" runs tests without bubblewrap (local debugging only)
     AGENT_HEARTBEAT_S / AGENT_PROGRESS_S   heartbeat and progress periods (15 s / 3 s)
     AGENT_VISIBILITY_TIMEOUT_S    broker visibility timeout (default 6 h, above the longest cell)
     AGENT_MAX_CELL_S              Celery time limits default to this plus setup slack
 
 Each task runs `runner.run_job` in a child process (`python -m ci_runners.agent.celery
---run-job`), so that the task can watch it: it streams the child's log to the web side as a
-live tail, stops it when the cell is cancelled (a key in the broker Redis that the web side
-sets), and reports an infrastructure error when the child dies. Results and progress go back
-by task NAME to the `results` queue, consumed by the web-side worker.
+--run-job`), so that a crash of the job's process (a segfault, the OOM killer) still ends in a
+reported infrastructure error and Celery's time limits can end it. The child uses run_job's
+hooks: `on_phase` writes `phase <name>` lines to its stdout (an event channel no job output
+reaches), `on_output` copies the job's output to its stderr (the log), and `should_stop`
+turns true on SIGUSR1. The task streams the log to the web side as a live tail and, when the
+cell is cancelled (a key in the broker Redis that the web side sets), sends SIGUSR1 so the job
+ends itself (SIGTERM, then SIGKILL, if it does not within CANCEL_GRACE_S). Results and
+progress go back by task NAME to the `results` queue, consumed by the web-side worker.
+
+At worker start, and before each job, the sandbox's cgroups that a killed job of this agent
+(same AGENT_NAME) left behind are removed (`sandbox.reap_stale_cgroups`).
 """
 
 from __future__ import annotations
@@ -51,10 +60,13 @@ CELL_KEY = "ecoreg:compat:cell:{cell_id}"
 CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{attempt}"
 CANCELLED = "cancelled"
 PHASE_PREFIX = "[agent] phase: "
+PHASE_EVENT = "phase "
+KNOWN_PHASES = ("preparing", "running")
 LOG_TAIL_CHARS = 8000
 FULL_LOG_MAX_CHARS = 2 * 1024 * 1024
 SETUP_ALLOWANCE_S = 2400
 CHILD_STOP_GRACE_S = 10.0
+CANCEL_GRACE_S = 20.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 logger = logging.getLogger("ci_runners.agent")
@@ -162,6 +174,19 @@ def _heartbeat_loop(stop: threading.Event) -> None:
 _heartbeat_stop = threading.Event()
 
 
+@signals.worker_init.connect
+def _reap_stale_cgroups(**_: Any) -> None:
+    from ci_runners.agent import sandbox
+
+    try:
+        removed = sandbox.reap_stale_cgroups()
+    except OSError as exc:
+        logger.warning("stale cgroups not reaped: %s", exc)
+        return
+    if removed:
+        logger.info("removed %d stale cgroups: %s", len(removed), ", ".join(removed))
+
+
 @signals.worker_process_init.connect
 def _start_heartbeats(**_: Any) -> None:
     threading.Thread(
@@ -182,11 +207,14 @@ class LogBuffer:
         self.version = 0
         self.lock = threading.Lock()
 
+    def set_phase(self, phase: str) -> None:
+        with self.lock:
+            self.phase = phase
+        self.add(f"{PHASE_PREFIX}{phase}\n")
+
     def add(self, line: str) -> None:
         with self.lock:
             self.version += 1
-            if line.startswith(PHASE_PREFIX):
-                self.phase = line[len(PHASE_PREFIX) :].strip()
             if self.head_chars < FULL_LOG_MAX_CHARS // 2:
                 self.head.append(line)
                 self.head_chars += len(line)
@@ -212,6 +240,15 @@ class LogBuffer:
 def _read_lines(stream: Any, buffer: LogBuffer) -> None:
     for raw in iter(stream.readline, b""):
         buffer.add(raw.decode("utf-8", errors="replace"))
+    stream.close()
+
+
+def _read_events(stream: Any, buffer: LogBuffer) -> None:
+    """The child's stdout: `phase <name>` lines from run_job's on_phase hook."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").strip()
+        if line.startswith(PHASE_EVENT) and line[len(PHASE_EVENT) :] in KNOWN_PHASES:
+            buffer.set_phase(line[len(PHASE_EVENT) :])
     stream.close()
 
 
@@ -319,18 +356,22 @@ class CellRunner:
             child = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "ci_runners.agent.celery", "--run-job", str(result_path)],
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=str(PACKAGE_ROOT),
             )
-            assert child.stdin is not None and child.stderr is not None  # noqa: S101
+            assert child.stdin and child.stdout and child.stderr  # noqa: S101 - PIPEs
             child.stdin.write(json.dumps(self.job.to_dict()).encode())
             child.stdin.close()
             reader = threading.Thread(
                 target=_read_lines, args=(child.stderr, self.log), daemon=True
             )
             reader.start()
+            events = threading.Thread(
+                target=_read_events, args=(child.stdout, self.log), daemon=True
+            )
+            events.start()
             problem: str | None = None
             try:
                 self._watch(child)
@@ -341,6 +382,7 @@ class CellRunner:
                 self._stop(child)
                 raise
             reader.join(timeout=10)
+            events.join(timeout=10)
             if problem:
                 return Result(state=State.TIMED_OUT, error=problem, log_tail=self.log.recent())
             try:
@@ -364,11 +406,22 @@ class CellRunner:
             if not cell_still_wanted(job=self.job):
                 self.cancelled = True
                 self.log.add("[agent] cell cancelled; stopping it\n")
-                self._stop(child)
+                self._cancel(child)
                 return
             if self.log.version != sent_version or self.log.phase != sent_phase:
                 sent_version, sent_phase = self.log.version, self.log.phase
                 self.progress(phase=sent_phase, log_tail=self.log.recent())
+
+    def _cancel(self, child: subprocess.Popen) -> None:
+        """Ask the job to end itself (run_job's should_stop); force it if it does not."""
+        if child.poll() is not None:
+            return
+        child.send_signal(signal.SIGUSR1)
+        try:
+            child.wait(timeout=CANCEL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.log.add("[agent] the job did not stop in time; terminating it\n")
+            self._stop(child)
 
     @staticmethod
     def _stop(child: subprocess.Popen) -> None:
@@ -398,34 +451,6 @@ def run_cell(self: Any, job: dict[str, Any]) -> str:
 # --- the child process ------------------------------------------------------------------------
 
 
-def _install_progress_hooks() -> None:
-    """Adapter until run_job takes callbacks: announce phases and echo the test output.
-
-    Wraps names the runner module looked up at import, in this child process only.
-    """
-    from ci_runners.agent import runner, sandbox
-
-    def announce(phase: str, function: Any) -> Any:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            sys.stderr.write(f"{PHASE_PREFIX}{phase}\n")
-            sys.stderr.flush()
-            return function(*args, **kwargs)
-
-        return wrapped
-
-    runner.checkout_source = announce("preparing", runner.checkout_source)
-    runner.build_environment = announce("preparing", runner.build_environment)
-    runner.run_sandboxed = announce("running", runner.run_sandboxed)
-    original_feed = sandbox.OutputCap.feed
-
-    def feed(self: Any, chunk: bytes) -> None:
-        sys.stderr.write(chunk.decode("utf-8", errors="replace"))
-        sys.stderr.flush()
-        original_feed(self, chunk)
-
-    sandbox.OutputCap.feed = feed  # type: ignore[method-assign]
-
-
 def _child_main(result_path: str) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[agent] %(message)s")
 
@@ -433,19 +458,34 @@ def _child_main(result_path: str) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-    from ci_runners.agent.runner import run_job
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: stop_requested.set())
+    from ci_runners.agent.runner import default_work_root, run_job
 
     job = Job.from_dict(json.loads(sys.stdin.read()))
-    _install_progress_hooks()
-    work_root = Path(
-        _setting("AGENT_WORK_ROOT", str(Path("~/.cache/ecoreg-agent/work").expanduser()))
-    )
     sandbox = _setting("AGENT_SANDBOX", "1") != "0"
     sys.stderr.write(
         f"[agent] cell {job.cell_id} attempt {job.attempt}: {job.source} "
         f"with {job.torch_requirement} on python {job.python_version}\n"
     )
-    result = run_job(job=job, work_root=work_root, sandbox=sandbox)
+    sys.stderr.flush()
+
+    def on_phase(phase: str) -> None:
+        sys.stdout.write(f"{PHASE_EVENT}{phase}\n")
+        sys.stdout.flush()
+
+    def on_output(chunk: bytes) -> None:
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+
+    result = run_job(
+        job=job,
+        work_root=default_work_root(),
+        sandbox=sandbox,
+        on_phase=on_phase,
+        on_output=on_output,
+        should_stop=stop_requested.is_set,
+    )
     sys.stderr.write(f"[agent] finished: {result.state}\n")
     partial = Path(result_path + ".partial")
     partial.write_text(json.dumps(result.to_dict()))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from ci_runners.agent.contracts import Job, TestConfig
-from ci_runners.agent.runner import run_job
+from ci_runners.agent.runner import default_work_root, run_job
 
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([a-z0-9.]*)?$")
 
@@ -95,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             copy_tests=args.copy_tests,
         ),
     )
-    work_root = args.work_root or Path(
-        os.environ.get("AGENT_WORK_ROOT")
-        or Path(tempfile.gettempdir()) / "ecosystem-registry-agent"
-    )
+    work_root = args.work_root or default_work_root()
     result = run_job(job=job, work_root=work_root, sandbox=not args.unsafe_no_sandbox)
     data = result.to_dict()
     if args.json:

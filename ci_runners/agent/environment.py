@@ -25,6 +25,7 @@ import subprocess  # noqa: S404 - uv and pip are run with argument lists, never 
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,6 +314,9 @@ def _install_project(
     wheel_key: str | None,
     sandbox: bool,
     env: dict[str, str],
+    uv_version: str,
+    on_output: Callable[[bytes], None] | None,
+    should_stop: Callable[[], bool] | None,
 ) -> bool:
     """Build the project's wheel in the sandbox (or take it from the cache) and install it.
 
@@ -332,9 +336,12 @@ def _install_project(
                     interpreter=interpreter,
                     uv=uv,
                     index_args=sources.uv_args(),
-                    find_links=sources.find_links,
-                    index_urls=[u for u in [sources.index_url] if u] + sources.extra_index_urls,
+                    env_cache_root=cache_dir() / "build-envs",
+                    tool_env=env,
+                    key_extra=uv_version,
                     sandbox=sandbox,
+                    on_output=on_output,
+                    should_stop=should_stop,
                 )
                 if wheel_key:
                     wheel = build_module.store_wheel(cache_root=wheels, key=wheel_key, wheel=wheel)
@@ -361,12 +368,21 @@ def _install_project(
 
 
 def build_environment(
-    *, job: Job, project_dir: Path, venv: Path, commit: str | None = None, sandbox: bool = True
+    *,
+    job: Job,
+    project_dir: Path,
+    venv: Path,
+    commit: str | None = None,
+    sandbox: bool = True,
+    on_output: Callable[[bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BuiltEnvironment:
     """Build `venv` for `job` with the project at `project_dir` installed (not editable).
 
     `commit`: the git commit `project_dir` is a clean checkout of, so its built wheel may be
-    cached; `sandbox=False` builds the project bare (local debugging only).
+    cached; `sandbox=False` builds the project bare (local debugging only). `on_output` and
+    `should_stop` are passed to the sandboxed project build (see `sandbox.run_sandboxed`);
+    a stop there raises `build.BuildStopped`.
     """
     started = time.monotonic()
     cache = cache_dir()
@@ -442,6 +458,9 @@ def build_environment(
             wheel_key=wheel_key,
             sandbox=sandbox,
             env=env,
+            uv_version=uv_version,
+            on_output=on_output,
+            should_stop=should_stop,
         )
     # else: no build system; the tests import the project from the checkout.
     return BuiltEnvironment(

@@ -2,6 +2,17 @@
 
 `run_job` never raises for anything a job can do wrong: every failure ends up in the returned
 `Result` (state `errored` with `error` set for infrastructure problems).
+
+Callers (the Celery worker) follow a job through optional hooks, all called in the calling
+thread:
+    on_phase(phase)    "preparing" before the checkout and the environment build, "running"
+                       before the test run
+    on_output(chunk)   the raw output of the sandboxed project build and test run, as read
+    should_stop()      asked between phases and about once a second while a sandboxed command
+                       runs; True ends the job like its wall time limit would (its processes
+                       killed) and the Result is state `errored` with error "cancelled"
+                       (`CANCELLED_ERROR`), no counts and no exit code
+An exception raised by a hook ends the job as an agent error.
 """
 
 from __future__ import annotations
@@ -11,13 +22,16 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ci_runners.agent import gpu
 from ci_runners.agent import sandbox as sandbox_module
+from ci_runners.agent.build import BuildStopped
 from ci_runners.agent.checkout import CheckoutError, checkout_source
 from ci_runners.agent.contracts import Job, Result, State
 from ci_runners.agent.environment import EnvBuildError, build_environment
@@ -33,6 +47,9 @@ from ci_runners.agent.sandbox import SandboxSpec, SandboxUnavailable, run_sandbo
 PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
 LOG_TAIL_CHARS = 8000
+PHASE_PREPARING = "preparing"
+PHASE_RUNNING = "running"
+CANCELLED_ERROR = "cancelled"
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
 PYTEST_EXIT_MEANINGS = {
     2: "test run interrupted",
@@ -42,10 +59,23 @@ PYTEST_EXIT_MEANINGS = {
 }
 
 
+class JobStopped(Exception):
+    """`should_stop` asked the job to end."""
+
+
 class TestConfigError(Exception):
     """The job's test config does not fit the checkout."""
 
     __test__ = False  # not a pytest test class
+
+
+def default_work_root() -> Path:
+    """AGENT_WORK_ROOT, else `<tempdir>/ecosystem-registry-agent`: the sandbox's uid must
+    reach the job dirs, so never under a 0700 home."""
+    configured = os.environ.get("AGENT_WORK_ROOT")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(tempfile.gettempdir()) / "ecosystem-registry-agent"
 
 
 def _prepare_job_dir(*, job: Job, work_root: Path) -> Path:
@@ -183,16 +213,37 @@ def _join(*parts: str | None) -> str | None:
     return "; ".join(kept) if kept else None
 
 
-def run_job(*, job: Job, work_root: Path, sandbox: bool = True) -> Result:
-    """Run `job` and return its Result; the job's log and result stay in its dir."""
+def run_job(
+    *,
+    job: Job,
+    work_root: Path,
+    sandbox: bool = True,
+    on_phase: Callable[[str], None] | None = None,
+    on_output: Callable[[bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Result:
+    """Run `job` and return its Result; the job's log and result stay in its dir.
+
+    The hooks are optional; see the module docstring.
+    """
     started = time.monotonic()
     result = Result(state=State.ERRORED)
+    # Groups of this agent's jobs whose process was killed (e.g. kill -9 of the agent).
+    sandbox_module.reap_stale_cgroups()
     job_dir = _prepare_job_dir(job=job, work_root=work_root)
     _sweep_trash(work_root=work_root)
     work = job_dir / "work"
     venv = job_dir / "venv"
     log_text = ""
+
+    def stop_if_asked() -> None:
+        if should_stop is not None and should_stop():
+            raise JobStopped
+
     try:
+        stop_if_asked()
+        if on_phase is not None:
+            on_phase(PHASE_PREPARING)
         if sandbox:
             sandbox_module.check_sandbox()
         work.mkdir(mode=0o755)
@@ -201,8 +252,15 @@ def run_job(*, job: Job, work_root: Path, sandbox: bool = True) -> Result:
         result.commit = checkout.commit
         result.timings["checkout_s"] = round(time.monotonic() - phase, 3)
 
+        stop_if_asked()
         built = build_environment(
-            job=job, project_dir=checkout.path, venv=venv, commit=checkout.commit, sandbox=sandbox
+            job=job,
+            project_dir=checkout.path,
+            venv=venv,
+            commit=checkout.commit,
+            sandbox=sandbox,
+            on_output=on_output,
+            should_stop=should_stop,
         )
         result.timings["env_s"] = built.env_s
         result.timings["env_cache_hit"] = built.cache_hit
@@ -247,14 +305,21 @@ def run_job(*, job: Job, work_root: Path, sandbox: bool = True) -> Result:
             env=env,
             timeout_s=job.timeout_s,
         )
+        stop_if_asked()
+        if on_phase is not None:
+            on_phase(PHASE_RUNNING)
         energy_before = gpu.energy_millijoules()
-        run = run_sandboxed(spec=spec, sandbox=sandbox)
+        run = run_sandboxed(
+            spec=spec, sandbox=sandbox, on_output=on_output, should_stop=should_stop
+        )
         result.energy_j = gpu.energy_joules(
             before_mj=energy_before, after_mj=gpu.energy_millijoules()
         )
         result.timings["tests_s"] = run.duration_s
         notes = "; ".join(run.notes) or None
         log_text = run.output + "".join(f"\n[agent] {note}" for note in run.notes)
+        if run.stopped:
+            raise JobStopped
 
         plugin_report = read_plugin_report(path=plugin_report_path)
         result.warnings = plugin_report.get("warnings", [])
@@ -285,6 +350,14 @@ def run_job(*, job: Job, work_root: Path, sandbox: bool = True) -> Result:
             apply_xfail_outcomes(summary=summary, outcomes=plugin_report.get("outcomes", {}))
             result.counts = summary.counts
             result.failures = summary.failures
+    except (JobStopped, BuildStopped):
+        result = Result(
+            state=State.ERRORED,
+            commit=result.commit,
+            timings=result.timings,
+            error=CANCELLED_ERROR,
+        )
+        log_text += "\n[agent] job stopped on request: cancelled"
     except (CheckoutError, EnvBuildError, SandboxUnavailable, TestConfigError) as exc:
         result.state = State.ERRORED
         message = str(exc)

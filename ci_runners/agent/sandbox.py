@@ -4,6 +4,14 @@ The command runs as an unprivileged uid in its own user, pid, net, ipc and uts n
 the system and the venv read-only and only its work dir writable. bwrap sets no resource caps,
 so each run gets its own cgroup v1 `pids` and `memory` groups; a run ends by killing every
 process in them, which no child escapes.
+
+A run's cgroups are named `ecoreg-<agent>-<owner pid>-<owner start time>-<id>`: the agent's
+name (AGENT_NAME, else the host name) and the process that made them. An agent killed with
+SIGKILL cannot remove its groups; `reap_stale_cgroups` later removes those of this agent whose
+owner is gone (killing what still runs in them), and never another agent's or a live job's.
+
+The sandbox never shares the host network: 127.0.0.1 services (Redis, PostgreSQL) have no
+passwords.
 """
 
 from __future__ import annotations
@@ -11,9 +19,11 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import re
 import select
 import shutil
 import signal
+import socket
 import subprocess  # noqa: S404 - bwrap is run with argument lists, never a shell
 import time
 import uuid
@@ -31,6 +41,10 @@ DEFAULT_PIDS_MAX = 256
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_OUTPUT_KEEP_BYTES = 64 * 1024
 DEFAULT_KILL_GRACE_S = 3.0
+STOP_POLL_S = 1.0
+_CGROUP_NAME = re.compile(
+    r"^ecoreg-(?P<agent>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<id>[0-9a-f]{12})$"
+)
 _ETC_FILES = (
     "passwd",
     "group",
@@ -42,7 +56,6 @@ _ETC_FILES = (
     "ld.so.conf.d",
     "alternatives",
 )
-_NET_ETC_FILES = ("resolv.conf", "ssl", "ca-certificates", "ca-certificates.conf")
 
 
 class SandboxUnavailable(Exception):
@@ -73,8 +86,6 @@ class SandboxSpec:
     ro_binds_to: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0
-    # Only for building a project's wheel: its build backend may have to be downloaded.
-    share_net: bool = False
     gpu: bool = True
 
 
@@ -82,6 +93,8 @@ class SandboxSpec:
 class SandboxRun:
     exit_code: int | None
     timed_out: bool
+    # Ended early because `should_stop` said so (exit_code is then None too).
+    stopped: bool
     duration_s: float
     output: str
     output_bytes: int
@@ -121,11 +134,36 @@ class OutputCap:
         return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
 
 
+def agent_tag() -> str:
+    """This agent's name as it appears in its cgroups' names."""
+    name = os.environ.get("AGENT_NAME") or socket.gethostname() or "agent"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:48] or "agent"
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot): tells a reused pid apart."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(text.rpartition(")")[2].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def cgroup_name_prefix(*, pid: int | None = None) -> str:
+    """`ecoreg-<agent>-<pid>-<start>-`: the start of the names of the cgroups `pid` makes."""
+    pid = os.getpid() if pid is None else pid
+    return f"{CGROUP_PREFIX}{agent_tag()}-{pid}-{process_start_time(pid) or 0}-"
+
+
 class JobCgroup:
-    """A cgroup v1 `pids` + `memory` pair for one run."""
+    """A cgroup v1 `pids` + `memory` pair for one run, named after its agent and owner."""
 
     def __init__(self, *, limits: Limits, root: Path = CGROUP_ROOT) -> None:
-        name = f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}"
+        name = f"{cgroup_name_prefix()}{uuid.uuid4().hex[:12]}"
+        self.name = name
         self.pids_dir = root / "pids" / name
         self.memory_dir = root / "memory" / name
         self.limits = limits
@@ -206,6 +244,81 @@ class JobCgroup:
                 pass
 
 
+def owned_cgroups(*, pid: int | None = None, root: Path = CGROUP_ROOT) -> set[str]:
+    """`controller/name` of the cgroups that process `pid` (default: this one) made.
+
+    For a process that is gone, those of any process that had its pid.
+    """
+    pid = os.getpid() if pid is None else pid
+    prefix = cgroup_name_prefix(pid=pid)
+    if process_start_time(pid) is None:
+        prefix = f"{CGROUP_PREFIX}{agent_tag()}-{pid}-"
+    found: set[str] = set()
+    for controller in ("pids", "memory"):
+        found |= {f"{controller}/{group.name}" for group in (root / controller).glob(f"{prefix}*")}
+    return found
+
+
+def _owner_alive(*, pid: int, start: int) -> bool:
+    current = process_start_time(pid)
+    return current is not None and (start == 0 or current == start)
+
+
+def _empty_and_remove(directory: Path, *, deadline_s: float = 10.0) -> bool:
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            pids = [int(line) for line in (directory / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            pids = []
+        if not pids:
+            break
+        if time.monotonic() >= end:
+            return False
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def reap_stale_cgroups(*, root: Path = CGROUP_ROOT) -> list[str]:
+    """Remove this agent's cgroups whose owning process is gone (an agent killed mid-job).
+
+    Their processes are killed first. Other agents' groups, groups whose owner still runs
+    (another pool process's live job) and groups named otherwise are left alone. Returns the
+    `controller/name` of the groups removed.
+    """
+    if cgroups_usable() is not None:
+        return []
+    tag = agent_tag()
+    removed: list[str] = []
+    for controller in ("pids", "memory"):
+        try:
+            candidates = sorted((root / controller).glob(f"{CGROUP_PREFIX}*"))
+        except OSError:
+            continue
+        for directory in candidates:
+            match = _CGROUP_NAME.match(directory.name)
+            if not match or match.group("agent") != tag or not directory.is_dir():
+                continue
+            if _owner_alive(pid=int(match.group("pid")), start=int(match.group("start"))):
+                continue
+            if _empty_and_remove(directory):
+                removed.append(f"{controller}/{directory.name}")
+    return removed
+
+
 def cgroups_usable() -> str | None:
     """None when per-job cgroups can be made, else why not."""
     if os.geteuid() != 0:
@@ -262,7 +375,7 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         "--gid",
         str(SANDBOX_GID),
         "--unshare-pid",
-        "--share-net" if spec.share_net else "--unshare-net",
+        "--unshare-net",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
@@ -284,9 +397,6 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         SANDBOX_HOME,
         *gpu_args,
     ]
-    if spec.share_net:
-        for name in _NET_ETC_FILES:
-            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for path in spec.ro_binds:
         args += ["--ro-bind", str(path), str(path)]
     for destination, source in spec.ro_binds_to.items():
@@ -372,9 +482,20 @@ def _path_reachable_by_sandbox_user(path: Path) -> bool:
 
 
 def run_sandboxed(
-    *, spec: SandboxSpec, limits: Limits | None = None, sandbox: bool = True
+    *,
+    spec: SandboxSpec,
+    limits: Limits | None = None,
+    sandbox: bool = True,
+    on_output: Callable[[bytes], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SandboxRun:
-    """Run `spec.command`; `sandbox=False` runs it bare (local debugging only)."""
+    """Run `spec.command`; `sandbox=False` runs it bare (local debugging only).
+
+    `on_output` gets every chunk of the command's output as it is read (before any cap).
+    `should_stop` is asked about every `STOP_POLL_S`; once it returns True the run ends like
+    at its wall time limit (SIGTERM, then SIGKILL after the grace) with `stopped` set.
+    Exceptions from either callback are the caller's: they end the run (and its processes).
+    """
     limits = limits or Limits.from_environment()
     notes: list[str] = []
     if sandbox:
@@ -406,6 +527,7 @@ def run_sandboxed(
     capture = OutputCap(keep=limits.output_keep_bytes)
     started = time.monotonic()
     timed_out = False
+    stopped = False
     try:
         process = subprocess.Popen(  # noqa: S603
             command,
@@ -426,6 +548,7 @@ def run_sandboxed(
     stream = process.stdout.fileno()
     deadline = started + spec.timeout_s
     terminated_at: float | None = None
+    next_stop_poll = started + STOP_POLL_S
 
     def end_everything(signum: int) -> None:
         if cgroup:
@@ -438,10 +561,17 @@ def run_sandboxed(
     try:
         while True:
             now = time.monotonic()
-            if not timed_out and now >= deadline:
+            if not timed_out and not stopped and now >= deadline:
                 timed_out = True
                 terminated_at = now
                 end_everything(signal.SIGTERM)
+            if should_stop is not None and terminated_at is None and now >= next_stop_poll:
+                next_stop_poll = now + STOP_POLL_S
+                if should_stop():
+                    stopped = True
+                    terminated_at = now
+                    notes.append("stopped on request")
+                    end_everything(signal.SIGTERM)
             if terminated_at is not None and now >= terminated_at + limits.kill_grace_s:
                 end_everything(signal.SIGKILL)
             wait = 0.5 if terminated_at is None else 0.1
@@ -452,6 +582,8 @@ def run_sandboxed(
                 if not chunk:
                     break
                 capture.feed(chunk)
+                if on_output is not None:
+                    on_output(chunk)
             elif process.poll() is not None and terminated_at is None:
                 # The command ended but something still holds the pipe open.
                 terminated_at = time.monotonic() - limits.kill_grace_s
@@ -475,8 +607,9 @@ def run_sandboxed(
     if capture.cut:
         notes.append(f"output capped: {capture.cut} bytes cut")
     return SandboxRun(
-        exit_code=None if timed_out else process.returncode,
+        exit_code=None if timed_out or stopped else process.returncode,
         timed_out=timed_out,
+        stopped=stopped,
         duration_s=round(time.monotonic() - started, 3),
         output=capture.text(),
         output_bytes=capture.total,

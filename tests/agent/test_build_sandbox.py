@@ -7,19 +7,22 @@ installed by the agent.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
 import textwrap
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from ci_runners.agent import environment
+from ci_runners.agent import build, environment, sandbox
 from ci_runners.agent.contracts import Job, State, TestConfig
 from ci_runners.agent.runner import run_job
 from tests.agent.conftest import git_commit
+from tests.fakes.http import FakeHTTPServer
 
 pytestmark = pytest.mark.agent
 
@@ -261,3 +264,90 @@ def test_memory_limit_ends_the_job(make_project, work_root, require_sandbox, mon
     leftovers = subprocess.run(["pgrep", "-f", f"{MARKER}-hog"], capture_output=True, text=True)
     assert leftovers.stdout == "", f"processes left behind: {leftovers.stdout}"
     assert os.listdir(work_root)
+
+
+NETWORK_SETUP_PY = """
+import json
+import os
+import socket
+
+from setuptools import setup
+
+observed = {}
+for port in (6379, 5432):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        observed[str(port)] = "connected"
+    except OSError as exc:
+        observed[str(port)] = type(exc).__name__
+observed["interfaces"] = sorted(name for _, name in socket.if_nameindex())
+with open(os.path.join("src", "buildspy", "observed.json"), "w") as handle:
+    json.dump(observed, handle)
+
+setup(
+    name="buildspy",
+    version="0.1.0",
+    packages=["buildspy"],
+    package_dir={"": "src"},
+    package_data={"buildspy": ["observed.json"]},
+)
+"""
+
+
+def test_build_has_no_network_even_with_remote_sources(
+    tmp_path, work_root, require_sandbox, monkeypatch
+):
+    repo = _setup_py_project(tmp_path, setup_py=NETWORK_SETUP_PY, tests=OBSERVED_TESTS)
+    specs: list[sandbox.SandboxSpec] = []
+    real_run = sandbox.run_sandboxed
+
+    def recording_run(**kwargs):
+        specs.append(kwargs["spec"])
+        return real_run(**kwargs)
+
+    monkeypatch.setattr(build.sandbox_module, "run_sandboxed", recording_run)
+    local = environment.pip_configured_sources()
+    with FakeHTTPServer() as remote_index:  # a remote index that knows no package (404s)
+        sources = environment.WheelSources(
+            find_links=local.find_links,
+            index_url=local.index_url,
+            extra_index_urls=[*local.extra_index_urls, f"{remote_index.url}/simple"],
+        )
+        uv = environment.uv_executable()
+        wheel = build.build_wheel(
+            project_dir=repo,
+            build_root=work_root / f"build-{uuid.uuid4().hex[:8]}",
+            interpreter=environment._interpreter("3.11"),
+            uv=uv,
+            index_args=sources.uv_args(),
+            env_cache_root=tmp_path / "build-envs",
+            tool_env=environment._uv_env(environment.cache_dir()),
+        )
+        asked = {request.path for request in remote_index.requests}
+
+    # The build requirements (setup.py project: setuptools and wheel) were looked up on the
+    # remote index, outside the sandbox ...
+    assert {"/simple/setuptools/", "/simple/wheel/"} <= asked, asked
+    # ... and the build itself ran with no network at all.
+    assert len(specs) == 1
+    command, _ = sandbox.bwrap_command(spec=specs[0])
+    assert "--unshare-net" in command and "--share-net" not in command
+    assert "--no-build-isolation" in specs[0].command
+    assert specs[0].env["UV_OFFLINE"] == "1"
+    with zipfile.ZipFile(wheel) as archive:
+        observed = json.loads(archive.read("buildspy/observed.json"))
+    assert observed["6379"] != "connected" and observed["5432"] != "connected", observed
+    assert observed["interfaces"] == ["lo"], observed
+
+
+def test_build_requires_come_from_pyproject_or_default_to_setuptools(tmp_path):
+    assert build.build_requires(tmp_path) == ["setuptools>=40.8.0", "wheel"]
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    assert build.build_requires(tmp_path) == ["setuptools>=40.8.0", "wheel"]
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling>=1.20", " "]\nbuild-backend = "hatchling.build"\n'
+    )
+    assert build.build_requires(tmp_path) == ["hatchling>=1.20"]
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = "hatchling"\n')
+    with pytest.raises(build.BuildError, match="must be a list of strings"):
+        build.build_requires(tmp_path)

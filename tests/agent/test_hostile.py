@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_runners.agent import environment
+from ci_runners.agent import environment, sandbox
 from ci_runners.agent.contracts import Job, State, TestConfig
 from ci_runners.agent.runner import run_job
 
@@ -152,11 +152,8 @@ def _run(
 
 
 def _our_cgroups() -> set[str]:
-    found = set()
-    for controller in ("pids", "memory"):
-        groups = Path("/sys/fs/cgroup", controller).glob("ecoreg-*")
-        found |= {f"{controller}/{group.name}" for group in groups}
-    return found
+    """The cgroups of the jobs this test process ran (other agents may run on this host)."""
+    return sandbox.owned_cgroups()
 
 
 def test_secrets_in_agent_environment_are_not_visible(
