@@ -125,6 +125,10 @@ class BadgeFastPath:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
+                # The client may turn a cancellation into a connection error: honour it.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
                 logger.warning("Badge invalidation channel lost; reading Redis until it is back.")
             finally:
                 self.subscribed.clear()
@@ -212,8 +216,7 @@ class BadgeFastPath:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+            await asyncio.wait({self._listener}, timeout=2)
             self._listener = None
         if self._client is not None:
             await self._client.aclose()

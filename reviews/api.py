@@ -1,0 +1,341 @@
+"""REST API of the review process (authenticated).
+
+- `/api/v1/applications/`: the caller's own applications (create, update, submit, withdraw).
+  Anyone else's application is a 404, whatever its id.
+- `/api/v1/review-queue/`: for TAC reviewers, voting members and staff: applications past the
+  draft stage, their criteria results, reviewers' answers, overrides and votes.
+
+Input serializers validate and call `reviews.services`; refusals of the services come back as
+400 (with the service's message) or 403 (a missing role).
+"""
+
+from typing import Any
+
+from django.db import models
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from reviews import criteria, roles, services
+from reviews.models import ANSWER_FIELDS, CriterionResult, Submission, Vote
+from reviews.states import NotAllowed, ReviewError, SubmissionState
+
+
+def _service_call(function, **kwargs) -> Any:
+    """Run a service; its refusals become API errors with the service's own message."""
+    try:
+        return function(**kwargs)
+    except NotAllowed as error:
+        raise exceptions.PermissionDenied(str(error)) from None
+    except ReviewError as error:
+        raise exceptions.ValidationError({"detail": str(error)}) from None
+
+
+# -- the applicant's applications -----------------------------------------------------------
+
+
+class SubmissionSerializer(serializers.ModelSerializer):
+    # Unanswered URLs and choices are "" (not valid "uri" / enum values): plain strings out.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.URLField: serializers.CharField,
+    }
+    classification = serializers.CharField(read_only=True, help_text="platform, vertical or ''.")
+    missing_answers = serializers.SerializerMethodField()
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    contact_emails = serializers.ListField(child=serializers.EmailField())
+    maintainer_handles = serializers.ListField(child=serializers.CharField())
+    additional_repos = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        model = Submission
+        fields = [
+            "id",
+            "state",
+            "state_changed_at",
+            *ANSWER_FIELDS,
+            "repo_owner",
+            "repo_name",
+            "project",
+            "submitted_at",
+            "decided_at",
+            "created_at",
+            "updated_at",
+            "missing_answers",
+        ]
+        read_only_fields = fields
+
+    def get_missing_answers(self, submission: Submission) -> list[str]:
+        return services.submission_missing_answers(submission=submission)
+
+
+class SubmissionInputSerializer(serializers.ModelSerializer):
+    """The answers of an application; all optional while it is a draft."""
+
+    contact_emails = serializers.ListField(
+        child=serializers.EmailField(), required=False, max_length=10
+    )
+    maintainer_handles = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"),
+        required=False,
+        max_length=50,
+        help_text="GitHub handles.",
+    )
+    additional_repos = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, max_length=20
+    )
+
+    class Meta:
+        model = Submission
+        fields = list(ANSWER_FIELDS)
+        extra_kwargs = {name: {"required": False} for name in ANSWER_FIELDS}
+
+    def validate(self, attrs: dict) -> dict:
+        for name, value in attrs.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise serializers.ValidationError({name: "Text may not contain NUL characters."})
+        return attrs
+
+    def create(self, validated_data: dict) -> Submission:
+        return _service_call(
+            services.submission_create,
+            applicant=self.context["request"].user,
+            answers=validated_data,
+        )
+
+    def update(self, instance: Submission, validated_data: dict) -> Submission:
+        return _service_call(
+            services.submission_update,
+            submission=instance,
+            actor=self.context["request"].user,
+            answers=validated_data,
+        )
+
+
+class WithdrawSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ApplicationViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The caller's own applications to the ecosystem."""
+
+    permission_classes = [IsAuthenticated]
+    queryset = Submission.objects.none()  # for the schema; get_queryset scopes to the caller
+
+    def get_queryset(self) -> QuerySet[Submission]:
+        return (
+            Submission.objects.filter(applicant=self.request.user)
+            .select_related("project")
+            .order_by("-updated_at", "-id")
+        )
+
+    def get_serializer_class(self):
+        if self.action in ("create", "update", "partial_update"):
+            return SubmissionInputSerializer
+        return SubmissionSerializer
+
+    @extend_schema(request=SubmissionInputSerializer, responses={201: SubmissionSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        serializer = SubmissionInputSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        submission = serializer.save()
+        return Response(
+            SubmissionSerializer(submission, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=SubmissionInputSerializer, responses=SubmissionSerializer)
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        serializer = SubmissionInputSerializer(
+            self.get_object(),
+            data=request.data,
+            partial=kwargs.get("partial", False),
+            context={"request": request},
+        )
+        serializer.is_valid(raise_exception=True)
+        submission = serializer.save()
+        return Response(SubmissionSerializer(submission, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=SubmissionSerializer)
+    @action(detail=True, methods=["post"])
+    def submit(self, request: Request, pk: str | None = None) -> Response:
+        """Send a complete draft to the TAC (the automated checks start)."""
+        submission = _service_call(
+            services.submission_submit, submission=self.get_object(), actor=request.user
+        )
+        return Response(SubmissionSerializer(submission, context={"request": request}).data)
+
+    @extend_schema(request=WithdrawSerializer, responses=SubmissionSerializer)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str | None = None) -> Response:
+        """Withdraw the application (possible until a decision)."""
+        body = WithdrawSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        submission = _service_call(
+            services.submission_withdraw,
+            submission=self.get_object(),
+            actor=request.user,
+            note=body.validated_data.get("note", ""),
+        )
+        return Response(SubmissionSerializer(submission, context={"request": request}).data)
+
+
+# -- the TAC's review queue -----------------------------------------------------------------
+
+
+class IsTAC(BasePermission):
+    message = "Only TAC reviewers, voting members and staff see the review queue."
+
+    def has_permission(self, request, view) -> bool:
+        return roles.is_tac(request.user)
+
+
+class CriterionResultSerializer(serializers.ModelSerializer):
+    title = serializers.SerializerMethodField()
+    overridden_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    evidence_url = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = CriterionResult
+        fields = [
+            "criterion",
+            "title",
+            "outcome",
+            "automated",
+            "automated_outcome",
+            "evidence_value",
+            "evidence_url",
+            "measured_at",
+            "overridden_by",
+            "override_reason",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_title(self, result: CriterionResult) -> str:
+        return criteria.BY_NUMBER[result.criterion].title
+
+
+class CriterionAnswerInputSerializer(serializers.Serializer):
+    criterion = serializers.ChoiceField(choices=list(criteria.REVIEWER_ANSWERED))
+    outcome = serializers.ChoiceField(choices=CriterionResult.Outcome.choices)
+    justification = serializers.CharField(max_length=2000)
+
+    def save(self, *, submission: Submission, reviewer) -> Any:
+        return _service_call(
+            services.criterion_answer,
+            submission=submission,
+            reviewer=reviewer,
+            **self.validated_data,
+        )
+
+
+class CriterionOverrideInputSerializer(serializers.Serializer):
+    criterion = serializers.ChoiceField(
+        choices=[c.number for c in criteria.CRITERIA if c.automated]
+    )
+    outcome = serializers.ChoiceField(choices=CriterionResult.Outcome.choices)
+    reason = serializers.CharField(max_length=2000)
+
+    def save(self, *, submission: Submission, actor) -> Any:
+        return _service_call(
+            services.criterion_override, submission=submission, actor=actor, **self.validated_data
+        )
+
+
+class VoteInputSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=Vote.Choice.choices)
+
+    def save(self, *, submission: Submission, voter) -> Vote:
+        from reviews.services.votes import vote_cast
+
+        return _service_call(vote_cast, submission=submission, voter=voter, **self.validated_data)
+
+
+class VoteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Vote
+        fields = ["choice", "cast_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ReviewQueueFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(
+        choices=[c for c in SubmissionState.choices if c[0] != SubmissionState.DRAFT]
+    )
+
+    class Meta:
+        model = Submission
+        fields = ["state", "kind"]
+
+
+class ReviewQueueViewSet(viewsets.ReadOnlyModelViewSet):
+    """Applications past the draft stage, oldest waiting first (TAC only)."""
+
+    permission_classes = [IsAuthenticated, IsTAC]
+    serializer_class = SubmissionSerializer
+    filterset_class = ReviewQueueFilter
+    queryset = Submission.objects.none()  # for the schema; get_queryset scopes to the TAC
+
+    def get_queryset(self) -> QuerySet[Submission]:
+        return (
+            Submission.objects.exclude(state=SubmissionState.DRAFT)
+            .select_related("project")
+            .order_by("state_changed_at", "id")
+        )
+
+    @extend_schema(responses=CriterionResultSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def criteria(self, request: Request, pk: str | None = None) -> Response:
+        """The 19 criteria and their current outcome, with evidence."""
+        submission = self.get_object()
+        services.criteria_ensure_rows(submission=submission)
+        results = submission.results.select_related("overridden_by").order_by("criterion")
+        return Response(CriterionResultSerializer(results, many=True).data)
+
+    @extend_schema(request=CriterionAnswerInputSerializer, responses=CriterionResultSerializer)
+    @action(detail=True, methods=["post"], url_path="criteria/answer")
+    def answer(self, request: Request, pk: str | None = None) -> Response:
+        """A reviewer's judgement of a human criterion, with a justification."""
+        submission = self.get_object()
+        body = CriterionAnswerInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        body.save(submission=submission, reviewer=request.user)
+        result = submission.results.get(criterion=body.validated_data["criterion"])
+        return Response(CriterionResultSerializer(result).data)
+
+    @extend_schema(request=CriterionOverrideInputSerializer, responses=CriterionResultSerializer)
+    @action(detail=True, methods=["post"], url_path="criteria/override")
+    def override(self, request: Request, pk: str | None = None) -> Response:
+        """Override an automated result, with a written reason."""
+        body = CriterionOverrideInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = body.save(submission=self.get_object(), actor=request.user)
+        return Response(CriterionResultSerializer(result).data)
+
+    @extend_schema(request=VoteInputSerializer, responses=VoteSerializer)
+    @action(detail=True, methods=["post"])
+    def vote(self, request: Request, pk: str | None = None) -> Response:
+        """Cast or change the caller's vote (TAC voting members, while the vote is open)."""
+        body = VoteInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        vote = body.save(submission=self.get_object(), voter=request.user)
+        return Response(VoteSerializer(vote).data)
+
+
+def register(router) -> None:
+    router.register("applications", ApplicationViewSet, basename="application")
+    router.register("review-queue", ReviewQueueViewSet, basename="review-queue")
