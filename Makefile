@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps services run test lint check bench clean
+.PHONY: install system-deps services run test lint check schema bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,10 @@ check:
 	DJANGO_SETTINGS_MODULE=config.settings.production \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
-test: install system-deps services lint check
+schema:
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+test: install system-deps services lint check schema
 	$(BIN)/pytest
 
 bench: install services
