@@ -221,6 +221,16 @@ def landscape_export_document() -> dict:
             }
             for sub in sorted(root.children.all(), key=lambda c: (c.position, c.name))
         ]
+        if projects_by_category.get(root.id):
+            # Landscape items sit in subcategories; a project filed on a category itself (set
+            # by hand in the admin) is kept, under a subcategory named like the category.
+            subcategories.append(
+                {
+                    "subcategory": None,
+                    "name": root.name,
+                    "items": [_export_item(p) for p in projects_by_category[root.id]],
+                }
+            )
         landscape.append({"category": None, "name": root.name, "subcategories": subcategories})
     uncategorised = projects_by_category.get(None, [])
     if uncategorised:

@@ -58,7 +58,13 @@ class Project(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ECOSYSTEM)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     category = models.ForeignKey(
-        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="projects",
+        limit_choices_to={"parent__isnull": False},
+        help_text="A subcategory: projects sit at the second level of the landscape.",
     )
     description = models.TextField(blank=True)
     homepage_url = models.URLField(max_length=500, blank=True)

@@ -218,7 +218,9 @@ class VoteForm(forms.Form):
 
 
 class CategoryForm(forms.Form):
-    category = forms.ModelChoiceField(queryset=Category.objects.select_related("parent"))
+    category = forms.ModelChoiceField(
+        queryset=Category.objects.filter(parent__isnull=False).select_related("parent")
+    )
 
 
 class PeriodicDecisionForm(forms.Form):
