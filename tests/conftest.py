@@ -1,1 +1,17 @@
 """Shared fixtures for every test package (each package keeps its own conftest too)."""
+
+import asyncio
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_left_running():
+    """A test must not leave an asyncio loop marked running in the main thread.
+
+    A leaked running loop makes every later `asyncio.run()` in this process fail; this check
+    points at the test that leaked it instead of at its innocent successors.
+    """
+    assert asyncio.events._get_running_loop() is None, "an earlier test leaked a running loop"
+    yield
+    assert asyncio.events._get_running_loop() is None, "this test left an event loop running"

@@ -1,13 +1,8 @@
 """Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright."""
 
-import os
 from pathlib import Path
 
 import pytest
-
-# Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run under
-# one unless told it is safe (it is: the test drives the browser, the server runs elsewhere).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -21,10 +16,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture
+def browser(monkeypatch):
+    """A browser for one test. Playwright's sync API keeps an event loop running in this thread
+    while it is open: Django's ORM refuses to run under one unless told it is safe (it is here:
+    the test drives the browser, the live server runs in its own thread), and the loop must be
+    gone before the next test, so the browser never outlives its test."""
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
