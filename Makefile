@@ -31,6 +31,8 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy registry/services.py registry/selectors.py ci_runners/services ci_runners/selectors.py \
+		reviews/services reviews/selectors.py ci_runners/agent
 
 check:
 	DJANGO_SECRET_KEY=check-only-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \

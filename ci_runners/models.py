@@ -145,7 +145,8 @@ class CompatRun(models.Model):
 
     @property
     def subject(self) -> str:
-        return self.project.name if self.project_id else self.source_url
+        project = self.project
+        return project.name if project is not None else self.source_url
 
 
 class CompatCell(models.Model):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 from django.utils import timezone
 
 from ci_runners import broker
@@ -56,7 +57,7 @@ def project_latest_run(*, project: Project) -> CompatRun | None:
 
 
 def run_has_active_cells(*, run: CompatRun | None) -> bool:
-    return bool(run) and run.cells.filter(state__in=ACTIVE_STATES).exists()
+    return run is not None and run.cells.filter(state__in=ACTIVE_STATES).exists()
 
 
 def cell_for_page(*, cell_id: int) -> CompatCell:
@@ -121,7 +122,7 @@ def matrix_categories() -> QuerySet[Category]:
 
 @dataclass(frozen=True)
 class Fleet:
-    runners: list[RunnerHost]
+    runners: Sequence[RunnerHost]  # annotated with `is_silent`
     silent_after_s: int
     queues: dict[str, int]
     running: list[CompatCell]
@@ -130,10 +131,17 @@ class Fleet:
 
 def fleet() -> Fleet:
     silent_s = settings.COMPAT_RUNNER_SILENT_S
-    runners = list(RunnerHost.objects.select_related("current_cell__target").order_by("name"))
     cutoff = timezone.now() - timedelta(seconds=silent_s)
-    for runner in runners:
-        runner.is_silent = not runner.last_heartbeat or runner.last_heartbeat < cutoff
+    runners = list(
+        RunnerHost.objects.select_related("current_cell__target")
+        .annotate(
+            is_silent=ExpressionWrapper(
+                Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=cutoff),
+                output_field=BooleanField(),
+            )
+        )
+        .order_by("name")
+    )
     running = list(
         CompatCell.objects.filter(state__in=[CellState.PREPARING, CellState.RUNNING])
         .select_related("target", "run__project")

@@ -158,7 +158,8 @@ def _parse_item(raw: object, category: tuple[str, str], where: str):
         if accepted_on is None:
             flags.append({"code": "accepted", "message": f"unreadable accepted date {accepted!r}"})
             extra["extra"]["accepted"] = accepted
-    raw_repo_url = raw.get("repo_url") if isinstance(raw.get("repo_url"), str) else ""
+    repo_url = raw.get("repo_url")
+    raw_repo_url = repo_url if isinstance(repo_url, str) else ""
     normalised = normalise_landscape_repo_url(raw_repo_url)
     if normalised.flag:
         flags.append({"code": "repo_url", "message": normalised.flag})

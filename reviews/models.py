@@ -80,7 +80,9 @@ class Submission(models.Model):
     category = models.ForeignKey(
         "registry.Category", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    reviewers = models.ManyToManyField(User, blank=True, related_name="assigned_submissions")
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="assigned_submissions"
+    )
     project = models.ForeignKey(
         "registry.Project",
         null=True,

@@ -66,6 +66,8 @@ def maintainer_emails(review: PeriodicReview) -> set[str]:
 
 def _submission_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
     submission = event.submission
+    if submission is None:
+        return None
     reviewers = _emails_of(submission.reviewers.all())
     link_applicant = _site_url(reverse("reviews:application", kwargs={"pk": submission.pk}))
     link_tac = _site_url(reverse("reviews:review", kwargs={"pk": submission.pk}))
@@ -106,6 +108,8 @@ def _submission_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
 
 def _periodic_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
     review = event.periodic_review
+    if review is None:
+        return None
     project = review.project
     subject = (
         f"{project.name}: periodic review {PeriodicReviewState(event.to_state).label.lower()}"

@@ -45,7 +45,14 @@ def applicant_submission(*, user, pk: int) -> Submission:
     )
 
 
-def dashboard_queue(*, user, filters: QueueFilters) -> list[Submission]:
+@dataclass(frozen=True)
+class QueueRow:
+    submission: Submission  # annotated with `reviewer_count` and `assigned_to_me`
+    waiting_days: int
+    stale: bool
+
+
+def dashboard_queue(*, user, filters: QueueFilters) -> list[QueueRow]:
     submissions = (
         Submission.objects.exclude(state=SubmissionState.DRAFT)
         .select_related("applicant", "category")
@@ -71,11 +78,17 @@ def dashboard_queue(*, user, filters: QueueFilters) -> list[Submission]:
             | Q(summary__icontains=query)
         )
     now = timezone.now()
-    rows = list(submissions.order_by("state_changed_at")[:300])
-    for row in rows:
-        row.waiting_days = (now - row.state_changed_at).days
-        limit = STALE_AFTER_DAYS.get(row.state)
-        row.stale = limit is not None and now - row.state_changed_at > timedelta(days=limit)
+    rows = []
+    for submission in submissions.order_by("state_changed_at")[:300]:
+        waiting = now - submission.state_changed_at
+        limit = STALE_AFTER_DAYS.get(SubmissionState(submission.state))
+        rows.append(
+            QueueRow(
+                submission=submission,
+                waiting_days=waiting.days,
+                stale=limit is not None and waiting > timedelta(days=limit),
+            )
+        )
     return rows
 
 

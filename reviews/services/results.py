@@ -194,7 +194,7 @@ def compat_run_record(
 
     cells = list(CompatCell.objects.filter(run_id=run_id).select_related("target"))
     failing = [c for c in cells if c.state != "passed"]
-    evidence_cell = (failing or cells or [None])[0]
+    evidence_cell = failing[0] if failing else (cells[0] if cells else None)
     measurements = checks.compat_measurements(
         cells, run_url=_cell_url(evidence_cell.pk if evidence_cell else None)
     )

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from registry import services as registry_services
@@ -157,8 +158,9 @@ def submission_transition(
     )
     if to == S.ACCEPTED:
         _submission_onboard(submission=locked)
-    if locked.project_id:
-        registry_services.project_set_review_state(project=locked.project, review_state=to)
+    project = locked.project
+    if project is not None:
+        registry_services.project_set_review_state(project=project, review_state=to)
     for field in fields + ["project_id"]:
         setattr(submission, field, getattr(locked, field))
     return locked
@@ -231,16 +233,17 @@ def submission_update(
     return locked
 
 
+def _field_label(name: str) -> str:
+    field = Submission._meta.get_field(name)
+    return str(field.verbose_name) if isinstance(field, Field) else name
+
+
 def submission_missing_answers(*, submission: Submission) -> list[str]:
     """Names (labels) of the required answers still missing, and broken rules."""
     required = list(REQUIRED_ANSWERS)
     if submission.is_hosted:
         required += list(HOSTED_ANSWERS)
-    problems = [
-        str(Submission._meta.get_field(field).verbose_name)
-        for field in required
-        if not getattr(submission, field)
-    ]
+    problems = [_field_label(field) for field in required if not getattr(submission, field)]
     words = len(submission.description.split())
     if submission.description and not DESCRIPTION_MIN_WORDS <= words <= DESCRIPTION_MAX_WORDS:
         problems.append(
@@ -252,16 +255,13 @@ def submission_missing_answers(*, submission: Submission) -> list[str]:
 
 def resubmission_opens_on(*, owner: str, name: str, exclude_pk: int | None = None) -> date | None:
     """The day a repository may apply again after a decline / too early, or None if it may."""
-    last = (
-        Submission.objects.filter(
-            repo_owner__iexact=owner, repo_name__iexact=name, state__in=COOLDOWN_STATES
-        )
-        .exclude(pk=exclude_pk)
-        .exclude(decided_at__isnull=True)
-        .order_by("-decided_at")
-        .first()
-    )
-    if last is None:
+    decided = Submission.objects.filter(
+        repo_owner__iexact=owner, repo_name__iexact=name, state__in=COOLDOWN_STATES
+    ).exclude(decided_at__isnull=True)
+    if exclude_pk is not None:
+        decided = decided.exclude(pk=exclude_pk)
+    last = decided.order_by("-decided_at").first()
+    if last is None or last.decided_at is None:
         return None
     opens_on = add_months(last.decided_at.date(), RESUBMIT_AFTER_MONTHS)
     return opens_on if timezone.now().date() < opens_on else None

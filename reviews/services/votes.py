@@ -38,8 +38,9 @@ Outcome = CriterionResult.Outcome
 
 def _maintainer_handles(submission: Submission) -> set[str]:
     handles = {handle.lower() for handle in submission.maintainer_handles}
-    if submission.project_id:
-        handles |= {handle.lower() for handle in submission.project.maintainers}
+    project = submission.project
+    if project is not None:
+        handles |= {handle.lower() for handle in project.maintainers}
     return handles
 
 

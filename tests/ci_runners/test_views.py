@@ -1,13 +1,16 @@
 """Pages and permissions of the compatibility runs."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from ci_runners import services
 from ci_runners.agent.contracts import Result, State
-from ci_runners.models import CompatRun
+from ci_runners.models import CompatRun, RunnerHost
 from ci_runners.states import CellState
 from registry.models import Category, Project
 
@@ -139,8 +142,11 @@ def test_fleet_page_shows_runners_queues_and_running_cells(client, run, broker):
     services.runner_heartbeat_record(
         name="gpu-7", queues=["runner.cpu"], version="1.0", cell_id=cell.pk, attempt=1
     )
+    RunnerHost.objects.create(name="gpu-gone", last_heartbeat=timezone.now() - timedelta(hours=1))
+    RunnerHost.objects.create(name="gpu-never")
     page = client.get(reverse("ci_runners:fleet")).content.decode()
     assert "gpu-7" in page and "alive" in page
+    assert page.count('<span class="state errored">silent</span>') == 2
     assert "runner.cpu</dt><dd>2 waiting" in page  # no agent consumed them
     assert "TorchThing on 2.13.0+cpu py3.11" in page
 

@@ -1,5 +1,7 @@
 """Pages: who sees and does what, bad input, CSRF, sanitised Markdown, htmx fragments."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -141,6 +143,17 @@ def test_dashboard_filters_answer_htmx_with_the_queue_only(client, reviewer, und
     assert response.status_code == 200 and "<html" not in body and "TorchGood" in body
     empty = client.get(reverse("reviews:dashboard"), {"mine": "1"}, HTTP_HX_REQUEST="true")
     assert "No application matches" in empty.content.decode()
+
+
+def test_dashboard_queue_shows_link_waiting_days_and_stale_flag(client, reviewer, under_review):
+    client.force_login(reviewer)
+    Submission.objects.filter(pk=under_review.pk).update(
+        state_changed_at=under_review.state_changed_at - timedelta(days=40)
+    )
+    body = client.get(reverse("reviews:dashboard"), HTTP_HX_REQUEST="true").content.decode()
+    assert f'href="{reverse("reviews:review", args=[under_review.pk])}"' in body
+    assert "TorchGood" in body and under_review.repository in body
+    assert "40 days" in body and 'class="stale"' in body and "waiting too long" in body
 
 
 def test_voting_member_cannot_review_and_reviewer_cannot_vote(

@@ -1,0 +1,42 @@
+"""Every write of the compatibility runs, one module per part; import them from here.
+
+- `runs`: requesting and cancelling runs.
+- `dispatch`: jobs, messages to runner hosts, each project's concurrency limit.
+- `cells`: `cell_transition`, the one writer of `CompatCell.state`; progress, results and
+  what follows when cells become final.
+- `fleet`: runner heartbeats and the reaper.
+- `releases`: nightly runs, new PyTorch releases on PyPI, approving targets.
+
+Messages to runner hosts go out with `transaction.on_commit`, by task name (see
+`ci_runners.broker`).
+"""
+
+from ci_runners.services.cells import (
+    LOG_FILE_MAX_CHARS,
+    LOG_TAIL_CHARS,
+    cell_record_progress,
+    cell_record_result,
+    cell_transition,
+)
+from ci_runners.services.dispatch import CHUNK, DEFAULT_TIMEOUT_S, UNLIMITED
+from ci_runners.services.fleet import reap_stale_cells, runner_heartbeat_record
+from ci_runners.services.releases import (
+    nightly_runs,
+    projects_to_run,
+    torch_releases_check,
+    torch_target_approve,
+)
+from ci_runners.services.runs import (
+    CompatRunRefused,
+    compat_run_cancel,
+    compat_run_request,
+    compat_runs_request_for_projects,
+)
+
+__all__ = [
+    "CHUNK", "DEFAULT_TIMEOUT_S", "LOG_FILE_MAX_CHARS", "LOG_TAIL_CHARS", "UNLIMITED",
+    "CompatRunRefused", "cell_record_progress", "cell_record_result", "cell_transition",
+    "compat_run_cancel", "compat_run_request", "compat_runs_request_for_projects",
+    "nightly_runs", "projects_to_run", "reap_stale_cells", "runner_heartbeat_record",
+    "torch_releases_check", "torch_target_approve",
+]  # fmt: skip

@@ -1,0 +1,182 @@
+"""Cells: the one writer of `CompatCell.state`, runners' progress and results, and what
+follows when cells become final (matrix, project summary, freed slots, the run's end).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from ci_runners import broker
+from ci_runners.agent.contracts import Result
+from ci_runners.models import CellResult, CompatCell, CompatRun, CompatStatus
+from ci_runners.services.dispatch import _dispatch_ready
+from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
+from registry.models import Project
+from registry.services import project_set_compat_summary
+
+LOG_FILE_MAX_CHARS = 4 * 1024 * 1024
+LOG_TAIL_CHARS = 8000
+
+
+def cell_transition(*, cell: CompatCell, to: str, **changes: Any) -> CompatCell:
+    """Move a (locked) cell to `to`, checking the transition table; other fields ride along."""
+    check_transition(current=cell.state, to=to)
+    cell.state = to
+    for field, value in changes.items():
+        setattr(cell, field, value)
+    cell.save(update_fields=["state", *changes])
+    return cell
+
+
+def _locked_cell(cell_id: int) -> CompatCell | None:
+    return (
+        CompatCell.objects.select_for_update()
+        .select_related("run", "target")
+        .filter(pk=cell_id)
+        .first()
+    )
+
+
+def cell_record_progress(
+    *, cell_id: int, attempt: int, runner: str, phase: str, log_tail: str = ""
+) -> bool:
+    """A runner says it is preparing / running the cell; stale or late reports are ignored."""
+    with transaction.atomic():
+        cell = _locked_cell(cell_id)
+        if cell is None or cell.attempt != attempt or cell.state in FINAL_STATES:
+            return False
+        now = timezone.now()
+        changes: dict[str, Any] = {"last_seen_at": now, "runner_name": runner[:200]}
+        if log_tail:
+            changes["log_tail"] = log_tail[-LOG_TAIL_CHARS:]
+        if cell.started_at is None:
+            changes["started_at"] = now
+        moves_forward: dict[str, set[str]] = {
+            CellState.QUEUED: {CellState.PREPARING, CellState.RUNNING},
+            CellState.PREPARING: {CellState.RUNNING},
+        }
+        if phase in moves_forward.get(cell.state, set()):
+            cell_transition(cell=cell, to=phase, **changes)
+        else:
+            for field, value in changes.items():
+                setattr(cell, field, value)
+            cell.save(update_fields=list(changes))
+    return True
+
+
+def _cap_log(log: str) -> str:
+    if len(log) <= LOG_FILE_MAX_CHARS:
+        return log
+    half = LOG_FILE_MAX_CHARS // 2
+    return f"{log[:half]}\n[... {len(log) - 2 * half} characters cut ...]\n{log[-half:]}"
+
+
+def cell_record_result(
+    *, cell_id: int, attempt: int, runner: str, result: dict[str, Any], log: str = ""
+) -> CellResult | None:
+    """Store a runner's result, once per (cell, attempt); apply it if the attempt is current.
+
+    A second delivery of the same result returns the first row and changes nothing.
+    """
+    outcome = Result.from_dict(result)
+    with transaction.atomic():
+        cell = _locked_cell(cell_id)
+        if cell is None:
+            return None
+        existing = CellResult.objects.filter(cell=cell, attempt=attempt).first()
+        if existing is not None:
+            return existing
+        applies = cell.attempt == attempt and cell.state not in FINAL_STATES
+        stored = CellResult.objects.create(
+            cell=cell,
+            attempt=attempt,
+            runner_name=runner[:200],
+            state=str(outcome.state),
+            payload=outcome.to_dict(),
+            applied=applies,
+        )
+        if not applies:
+            return stored
+        now = timezone.now()
+        cell.log_file.save(
+            f"cell-{cell.pk}-attempt-{attempt}.log",
+            ContentFile(_cap_log(log or outcome.log_tail).encode("utf-8", errors="replace")),
+            save=False,
+        )
+        cell_transition(
+            cell=cell,
+            to=str(outcome.state),
+            runner_name=runner[:200],
+            finished_at=now,
+            started_at=cell.started_at or now,
+            last_seen_at=now,
+            commit=(outcome.commit or "")[:64],
+            counts=outcome.counts,
+            failures=outcome.failures,
+            warnings=outcome.warnings,
+            timings=outcome.timings,
+            environment=outcome.environment,
+            energy_j=outcome.energy_j,
+            exit_code=outcome.exit_code,
+            error=outcome.error or "",
+            log_tail=(outcome.log_tail or log)[-LOG_TAIL_CHARS:],
+            log_file=cell.log_file,
+        )
+        if outcome.commit and not cell.run.resolved_commit:
+            CompatRun.objects.filter(pk=cell.run_id, resolved_commit="").update(
+                resolved_commit=outcome.commit[:64]
+            )
+        _cells_finished([cell])
+    return stored
+
+
+def _cells_finished(cells: list[CompatCell]) -> None:
+    """After cells became final (inside the transaction): matrix, summary, slots, run end."""
+    summary_ids: set[int] = set()
+    for cell in cells:
+        if cell.state in RESULT_STATES and cell.project_id is not None:
+            CompatStatus.objects.filter(
+                project_id=cell.project_id, target_id=cell.target_id
+            ).update(last_final_cell=cell)
+            summary_ids.add(cell.project_id)
+    project_ids = sorted({cell.project_id for cell in cells if cell.project_id is not None})
+    for project in Project.objects.filter(pk__in=summary_ids):
+        _push_summary(project=project)
+    _dispatch_ready(project_ids=project_ids)
+    for run_id in sorted({cell.run_id for cell in cells}):
+        _maybe_finish_run(run_id=run_id)
+
+
+def _push_summary(*, project: Project) -> None:
+    statuses = CompatStatus.objects.filter(
+        project=project, last_final_cell__isnull=False
+    ).select_related("target", "last_final_cell")
+    works, breaks = [], []
+    for status in statuses:
+        if status.last_final_cell is None:
+            continue
+        state = status.last_final_cell.state
+        if state == CellState.PASSED:
+            works.append(status.target.version)
+        elif state in (CellState.FAILED, CellState.TIMED_OUT):
+            breaks.append(status.target.version)
+    project_set_compat_summary(project=project, works_with=works, breaks_with=breaks)
+
+
+def _maybe_finish_run(*, run_id: int) -> None:
+    run = CompatRun.objects.select_for_update().get(pk=run_id)
+    if run.finished_at is not None:
+        return
+    if run.cells.exclude(state__in=FINAL_STATES).exists():
+        return
+    run.finished_at = timezone.now()
+    run.save(update_fields=["finished_at"])
+    if run.on_complete_task:
+        name, kwargs = run.on_complete_task, {"run_id": run.pk, **run.on_complete_kwargs}
+        transaction.on_commit(
+            lambda: broker.send_by_name(name=name, kwargs=kwargs, queue="default")
+        )

@@ -1,0 +1,172 @@
+"""Dispatch: the job a cell sends, the messages to runner hosts, and each project's
+concurrency limit (how many of its cells may be out at once).
+
+Messages go out with `transaction.on_commit`, by task name (see `ci_runners.broker`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import CharField, Count, F, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from ci_runners import broker
+from ci_runners.agent.contracts import Job, TestConfig
+from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig
+from ci_runners.states import ACTIVE_STATES, CellState
+from registry.models import Project
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 900
+UNLIMITED = 10**6
+CHUNK = 5000
+
+
+def _source_of(*, project: Project | None, config: ProjectTestConfig | None, run: CompatRun) -> str:
+    if config is not None and config.source_override:
+        return config.source_override
+    if project is not None and project.repository_url:
+        return project.repository_url
+    return run.source_url
+
+
+def _job_for(*, cell: CompatCell) -> Job:
+    run, target = cell.run, cell.target
+    project = run.project
+    config = getattr(project, "test_config", None) if project is not None else None
+    test_config = TestConfig()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    if config is not None:
+        test_config = TestConfig(
+            extra_requirements=list(config.extra_requirements),
+            extras=list(config.extras) if config.extras is not None else None,
+            pytest_args=list(config.pytest_args),
+            test_paths=list(config.test_paths),
+            env={str(k): str(v) for k, v in config.env.items()},
+            copy_tests=config.copy_tests or None,
+            needs_gpu=config.needs_gpu,
+        )
+        timeout_s = float(config.timeout_s)
+    return Job(
+        source=_source_of(project=project, config=config, run=run),
+        torch_version=target.version,
+        cell_id=cell.pk,
+        attempt=cell.attempt,
+        ref=run.ref or None,
+        torch_variant=target.variant or None,
+        python_version=target.python_version,
+        test_config=test_config,
+        timeout_s=timeout_s,
+        find_links=list(target.find_links),
+        index_urls=list(target.index_urls),
+    )
+
+
+def _task_id(*, cell_id: int, attempt: int) -> str:
+    return f"compat-cell-{cell_id}-{attempt}"
+
+
+def _publish_after_commit(cell_ids: list[int]) -> None:
+    if not cell_ids:
+        return
+
+    def publish() -> None:
+        messages = _messages_for(cell_ids)
+        try:
+            broker.publish_cells(messages)
+        except Exception:  # the reaper re-sends cells that never reached a runner
+            logger.exception("publishing %d cells failed; the reaper will retry", len(cell_ids))
+
+    transaction.on_commit(publish)
+
+
+def _messages_for(cell_ids: list[int]) -> Iterable[broker.CellMessage]:
+    for start in range(0, len(cell_ids), CHUNK):
+        cells = (
+            CompatCell.objects.filter(pk__in=cell_ids[start : start + CHUNK])
+            .select_related("target", "run__project__test_config")
+            .order_by("pk")
+        )
+        for cell in cells:
+            if cell.state != CellState.QUEUED:
+                continue
+            job = _job_for(cell=cell)
+            yield broker.CellMessage(
+                cell_id=cell.pk,
+                attempt=cell.attempt,
+                task_id=cell.task_id,
+                queue=cell.queue,
+                job=job.to_dict(),
+                timeout_s=job.timeout_s,
+            )
+
+
+def _dispatch_ready(*, project_ids: Sequence[int] = (), run: CompatRun | None = None) -> int:
+    """Send the waiting cells of these projects as far as each one's concurrency limit allows.
+
+    Runs inside the caller's transaction; the project rows are locked so that two workers
+    finishing cells of one project at once cannot both fill the same slot.
+    """
+    chosen: list[int] = []
+    ids = sorted(set(project_ids))
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start : start + CHUNK]
+        list(Project.objects.select_for_update().filter(pk__in=part).values_list("pk"))
+        limits = dict(
+            ProjectTestConfig.objects.filter(project_id__in=part).values_list(
+                "project_id", "max_concurrent"
+            )
+        )
+        active = dict(
+            CompatCell.objects.filter(
+                project_id__in=part, state__in=ACTIVE_STATES, dispatched_at__isnull=False
+            )
+            .values("project_id")
+            .annotate(n=Count("id"))
+            .values_list("project_id", "n")
+        )
+        free = {
+            pid: limits.get(pid, settings.COMPAT_DEFAULT_MAX_CONCURRENT) - active.get(pid, 0)
+            for pid in part
+        }
+        waiting = CompatCell.objects.filter(
+            project_id__in=part, state=CellState.QUEUED, dispatched_at__isnull=True
+        ).order_by("project_id", "pk")
+        for cell_id, project_id in waiting.values_list("pk", "project_id"):
+            if free[project_id] > 0:
+                free[project_id] -= 1
+                chosen.append(cell_id)
+    if run is not None and run.project_id is None:
+        chosen += list(
+            run.cells.filter(state=CellState.QUEUED, dispatched_at__isnull=True).values_list(
+                "pk", flat=True
+            )
+        )
+    _mark_dispatched(chosen)
+    return len(chosen)
+
+
+def _mark_dispatched(cell_ids: list[int]) -> None:
+    if not cell_ids:
+        return
+    now = timezone.now()
+    for start in range(0, len(cell_ids), CHUNK):
+        part = cell_ids[start : start + CHUNK]
+        # task_id is derived from id and attempt; one UPDATE per chunk keeps 40k cells fast.
+        CompatCell.objects.filter(pk__in=part).update(
+            dispatched_at=now,
+            task_id=Concat(
+                Value("compat-cell-"),
+                Cast(F("id"), CharField()),
+                Value("-"),
+                Cast(F("attempt"), CharField()),
+                output_field=CharField(),
+            ),
+        )
+    _publish_after_commit(cell_ids)

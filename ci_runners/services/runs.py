@@ -1,0 +1,153 @@
+"""Requesting and cancelling compatibility runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ci_runners import broker
+from ci_runners.models import CompatCell, CompatRun, CompatStatus, ProjectTestConfig, TorchTarget
+from ci_runners.services.cells import _cells_finished, cell_transition
+from ci_runners.services.dispatch import CHUNK, _dispatch_ready
+from ci_runners.states import ACTIVE_STATES, CellState
+from registry.models import Project
+from registry.repository_urls import InvalidRepositoryURL, parse_repository_url
+
+
+class CompatRunRefused(Exception):
+    """The run cannot be requested as asked; the message says why."""
+
+
+def _update_statuses(cells: list[CompatCell]) -> None:
+    rows = [
+        CompatStatus(project_id=cell.project_id, target_id=cell.target_id, latest_cell=cell)
+        for cell in cells
+        if cell.project_id is not None
+    ]
+    CompatStatus.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["project", "target"],
+        update_fields=["latest_cell"],
+        batch_size=CHUNK,
+    )
+
+
+def _check_trigger(trigger: str) -> None:
+    if trigger not in CompatRun.Trigger.values:
+        raise CompatRunRefused(
+            f"Unknown trigger {trigger!r}; use one of {', '.join(CompatRun.Trigger.values)}."
+        )
+
+
+def _targets(targets: Iterable[TorchTarget] | None) -> list[TorchTarget]:
+    chosen = list(TorchTarget.objects.filter(active=True)) if targets is None else list(targets)
+    if not chosen:
+        raise CompatRunRefused("No active PyTorch target to run against.")
+    return chosen
+
+
+def compat_run_request(
+    *,
+    project: Project | None = None,
+    source_url: str = "",
+    targets: Iterable[TorchTarget] | None = None,
+    trigger: str,
+    requested_by: Any = None,
+    ref: str = "",
+    on_complete_task: str = "",
+    on_complete_kwargs: dict | None = None,
+) -> CompatRun:
+    """Create a run with one cell per target (None: every active one) and dispatch its cells.
+
+    Without a project, `source_url` must be a GitHub repository URL (an applicant's
+    repository). When every cell is final, `on_complete_task` is sent by name to the
+    `default` queue with `{"run_id": run.id, **on_complete_kwargs}`.
+    """
+    _check_trigger(trigger)
+    if project is None:
+        try:
+            source_url = parse_repository_url(source_url).url
+        except InvalidRepositoryURL as exc:
+            raise CompatRunRefused(str(exc)) from exc
+    else:
+        config = ProjectTestConfig.objects.filter(project=project).first()
+        if not (config and config.source_override) and not project.repository_url:
+            raise CompatRunRefused(f"{project.name} has no repository to test.")
+    if len(ref) > 200:
+        raise CompatRunRefused("The ref is longer than 200 characters.")
+    chosen = _targets(targets)
+    with transaction.atomic():
+        run = CompatRun.objects.create(
+            project=project,
+            source_url=source_url if project is None else "",
+            trigger=trigger,
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            ref=ref,
+            on_complete_task=on_complete_task,
+            on_complete_kwargs=dict(on_complete_kwargs or {}),
+        )
+        cells = CompatCell.objects.bulk_create(
+            [
+                CompatCell(run=run, target=target, project=project, queue=target.queue)
+                for target in chosen
+            ]
+        )
+        _update_statuses(cells)
+        _dispatch_ready(project_ids=[project.pk] if project else [], run=run)
+    return run
+
+
+def compat_runs_request_for_projects(
+    *, projects: Iterable[Project], targets: Iterable[TorchTarget] | None, trigger: str
+) -> int:
+    """One run per project against the targets, in bulk (nightly, new release). Returns cells."""
+    _check_trigger(trigger)
+    chosen = _targets(targets)
+    project_list = list(projects)
+    if not project_list:
+        return 0
+    with transaction.atomic():
+        runs = CompatRun.objects.bulk_create(
+            [CompatRun(project=project, trigger=trigger) for project in project_list],
+            batch_size=CHUNK,
+        )
+        cells = CompatCell.objects.bulk_create(
+            [
+                CompatCell(run=run, target=target, project_id=run.project_id, queue=target.queue)
+                for run in runs
+                for target in chosen
+            ],
+            batch_size=CHUNK,
+        )
+        _update_statuses(cells)
+        _dispatch_ready(project_ids=[project.pk for project in project_list])
+    return len(cells)
+
+
+def compat_run_cancel(*, run: CompatRun, actor: Any) -> int:
+    """Cancel every unfinished cell of the run; agents stop running ones. Returns the count."""
+    with transaction.atomic():
+        run = CompatRun.objects.select_for_update().get(pk=run.pk)
+        cells = list(run.cells.select_for_update().filter(state__in=ACTIVE_STATES).order_by("pk"))
+        now = timezone.now()
+        who = getattr(actor, "get_username", lambda: "")() or "system"
+        for cell in cells:
+            cell_transition(
+                cell=cell,
+                to=CellState.CANCELLED,
+                finished_at=now,
+                error=f"cancelled by {who}",
+            )
+        if run.cancelled_at is None and cells:
+            run.cancelled_at = now
+            run.cancelled_by = actor if getattr(actor, "pk", None) else None
+            run.save(update_fields=["cancelled_at", "cancelled_by"])
+        cell_ids = [cell.pk for cell in cells]
+        task_ids = [cell.task_id for cell in cells]
+        transaction.on_commit(lambda: broker.cancel_cells(cell_ids=cell_ids, task_ids=task_ids))
+        _cells_finished(cells)
+    return len(cells)
