@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps services run test lint check schema bench clean
+.PHONY: install system-deps services run test lint check schema bench bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,11 @@ schema:
 test: install system-deps services lint check schema
 	$(BIN)/pytest
 
-bench: install services
-	$(BIN)/python bench/registry_pages.py
+bench-deps:
+	@bash scripts/system_deps.sh nginx wrk
+
+bench: install services bench-deps
+	for script in registry_pages agent_env compat_fleet badges; do $(BIN)/python bench/$$script.py; done
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
