@@ -83,7 +83,7 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         figures = run(args=args, broker_url=broker_url, tmp=tmp, workers=workers)
-        print(json.dumps(figures, indent=2))
+        print(json.dumps(figures))
     finally:
         for worker in workers:
             try:

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from registry import services
 from registry.models import Category, MaintainerIdentity, Project, RepoSnapshot
 
 
@@ -37,6 +38,16 @@ class ProjectAdmin(admin.ModelAdmin):
         "review_state",
     )
     inlines = [RepoSnapshotInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "slug" in form.changed_data:
+            services.project_public_summary_changed(project=Project(slug=form.initial["slug"]))
+        services.project_public_summary_changed(project=obj)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        services.project_public_summary_changed(project=obj)
 
 
 @admin.register(RepoSnapshot)

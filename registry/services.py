@@ -24,7 +24,7 @@ def project_set_compat_summary(
         return
     project.works_with, project.breaks_with = works_with, breaks_with
     project.save(update_fields=["works_with", "breaks_with", "updated_at"])
-    _project_public_summary_changed(project=project)
+    project_public_summary_changed(project=project)
 
 
 def project_set_review_state(*, project: Project, review_state: str) -> None:
@@ -33,7 +33,7 @@ def project_set_review_state(*, project: Project, review_state: str) -> None:
         return
     project.review_state = review_state
     project.save(update_fields=["review_state", "updated_at"])
-    _project_public_summary_changed(project=project)
+    project_public_summary_changed(project=project)
 
 
 @transaction.atomic
@@ -74,7 +74,7 @@ def project_onboard(
     project.accepted_on = accepted_on
     project.next_review_due = accepted_on + REVIEW_INTERVAL
     project.save()
-    _project_public_summary_changed(project=project)
+    project_public_summary_changed(project=project)
     return project
 
 
@@ -88,7 +88,7 @@ def project_retire(*, project: Project) -> None:
         return
     project.status = Project.Status.RETIRED
     project.save(update_fields=["status", "updated_at"])
-    _project_public_summary_changed(project=project)
+    project_public_summary_changed(project=project)
 
 
 def _unique_slug(name: str) -> str:
@@ -101,8 +101,9 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
-def _project_public_summary_changed(*, project: Project) -> None:
-    """Hook for what caches the public summary (badges); called after each such write."""
+def project_public_summary_changed(*, project: Project) -> None:
+    """Drop what caches the project's public summary (badges), after any write that may change
+    it: the services above, and edits made by staff in the admin."""
     from registry.badge_cache import badge_cache_drop
 
     badge_cache_drop(slug=project.slug)
@@ -191,7 +192,7 @@ def landscape_import(*, parsed: ParsedLandscape) -> ImportReport:
             setattr(project, attribute, values.get(attribute, getattr(project, attribute)))
         project.save(update_fields=[*changed, "updated_at"])
         if {"status"} & set(changed):
-            _project_public_summary_changed(project=project)
+            project_public_summary_changed(project=project)
         report.updated.append(item.slug)
     return report
 
