@@ -42,5 +42,6 @@ python manage.py migrate --noinput
 python manage.py import_landscape data/pytorch-landscape.yml
 python manage.py setup_demo
 echo
-echo "Ecosystem Registry: http://127.0.0.1:8000  (Ctrl-C stops web, worker, beat and runner)"
+echo "Ecosystem Registry: http://127.0.0.1:${WEB_PORT:-8000}  (Ctrl-C stops web, worker, beat and runner)"
+# honcho gives every process a PORT of its own; the web port is WEB_PORT (default 8000).
 honcho start -f Procfile web worker beat runner
