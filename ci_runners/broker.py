@@ -24,7 +24,8 @@ from kombu import pools
 logger = logging.getLogger(__name__)
 
 RUN_CELL_TASK = "ci_runners.agent.run_cell"
-CELL_KEY = "ecoreg:compat:cell:{cell_id}"
+# Must match the agent's `CELL_KEY`: a cell id is reused after a database reset, the token not.
+CELL_KEY = "ecoreg:compat:cell:{cell_id}:{token}"
 CELL_KEY_TTL_S = 3 * 24 * 3600
 CANCELLED = "cancelled"
 # Slack above the agent's own limit (checkout + environment build + the tests' wall time).
@@ -35,6 +36,7 @@ PUBLISH_BATCH = 500
 @dataclass(frozen=True, kw_only=True)
 class CellMessage:
     cell_id: int
+    token: str
     attempt: int
     task_id: str
     queue: str
@@ -90,7 +92,9 @@ def publish_cells(messages: Iterable[CellMessage]) -> int:
         pipe = client.pipeline(transaction=False)
         for message in batch:
             pipe.set(
-                CELL_KEY.format(cell_id=message.cell_id), str(message.attempt), ex=CELL_KEY_TTL_S
+                CELL_KEY.format(cell_id=message.cell_id, token=message.token),
+                str(message.attempt),
+                ex=CELL_KEY_TTL_S,
             )
             pipe.lpush(message.queue, _envelope(app, message))
         pipe.execute()
@@ -136,14 +140,14 @@ def _envelope(app: Any, message: CellMessage) -> str:
     )
 
 
-def cancel_cells(*, cell_ids: list[int], task_ids: list[str]) -> None:
-    """Tell agents the cells are no longer wanted, and revoke their messages."""
-    if not cell_ids:
+def cancel_cells(*, cells: list[tuple[int, str]], task_ids: list[str]) -> None:
+    """Tell agents the cells (`(cell_id, token)` pairs) are no longer wanted; revoke messages."""
+    if not cells:
         return
     client = redis_client()
     pipe = client.pipeline(transaction=False)
-    for cell_id in cell_ids:
-        pipe.set(CELL_KEY.format(cell_id=cell_id), CANCELLED, ex=CELL_KEY_TTL_S)
+    for cell_id, token in cells:
+        pipe.set(CELL_KEY.format(cell_id=cell_id, token=token), CANCELLED, ex=CELL_KEY_TTL_S)
     pipe.execute()
     task_ids = [task_id for task_id in task_ids if task_id]
     if task_ids:

@@ -1,5 +1,7 @@
 """Compatibility runs: the torch version catalog, per-project test configs, runs, cells, runners."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -164,6 +166,9 @@ class CompatCell(models.Model):
     )
     state = models.CharField(max_length=16, choices=CellState.choices, default=CellState.QUEUED)
     attempt = models.PositiveSmallIntegerField(default=1)
+    # Random per cell: the broker keys carry it, so a cell id reused after a database reset
+    # (with the broker Redis kept) never matches the old cell's wanted/claim keys.
+    token = models.UUIDField(default=uuid.uuid4, editable=False)
     runner_name = models.CharField(max_length=200, blank=True)
     task_id = models.CharField(max_length=100, blank=True)
     queue = models.CharField(max_length=60, blank=True)

@@ -56,8 +56,9 @@ RESULT_TASK = "ci_runners.record_cell_result"
 PROGRESS_TASK = "ci_runners.record_cell_progress"
 HEARTBEAT_TASK = "ci_runners.runner_heartbeat"
 RESULTS_QUEUE = "results"
-CELL_KEY = "ecoreg:compat:cell:{cell_id}"
-CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{attempt}"
+# Keyed by cell id AND the cell's random token: ids are reused after a database reset.
+CELL_KEY = "ecoreg:compat:cell:{cell_id}:{token}"
+CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{token}:{attempt}"
 CANCELLED = "cancelled"
 PHASE_PREFIX = "[agent] phase: "
 PHASE_EVENT = "phase "
@@ -261,7 +262,7 @@ def cell_still_wanted(*, job: Job) -> bool:
     if job.cell_id is None:
         return True
     try:
-        value = _redis().get(CELL_KEY.format(cell_id=job.cell_id))
+        value = _redis().get(CELL_KEY.format(cell_id=job.cell_id, token=job.cell_token))
     except redis.RedisError:
         return True
     if value is None:
@@ -274,7 +275,7 @@ def _claim(*, job: Job, refresh: bool = False, done: bool = False) -> bool:
     """One runner per (cell, attempt): a redelivered message of a live attempt is dropped."""
     if job.cell_id is None:
         return True
-    key = CLAIM_KEY.format(cell_id=job.cell_id, attempt=job.attempt)
+    key = CLAIM_KEY.format(cell_id=job.cell_id, token=job.cell_token, attempt=job.attempt)
     try:
         client = _redis()
         if done:

@@ -56,6 +56,8 @@ class Job:
     source: str
     torch_version: str
     cell_id: int | None = None
+    # The cell's random dispatch token: part of its broker keys (see `agent.celery`).
+    cell_token: str = ""
     attempt: int = 1
     ref: str | None = None
     torch_variant: str | None = None

@@ -57,6 +57,7 @@ def _job_for(*, cell: CompatCell) -> Job:
         source=_source_of(project=project, config=config, run=run),
         torch_version=target.version,
         cell_id=cell.pk,
+        cell_token=str(cell.token),
         attempt=cell.attempt,
         ref=run.ref or None,
         torch_variant=target.variant or None,
@@ -99,6 +100,7 @@ def _messages_for(cell_ids: list[int]) -> Iterable[broker.CellMessage]:
             job = _job_for(cell=cell)
             yield broker.CellMessage(
                 cell_id=cell.pk,
+                token=str(cell.token),
                 attempt=cell.attempt,
                 task_id=cell.task_id,
                 queue=cell.queue,

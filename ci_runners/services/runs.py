@@ -146,8 +146,8 @@ def compat_run_cancel(*, run: CompatRun, actor: Any) -> int:
             run.cancelled_at = now
             run.cancelled_by = actor if getattr(actor, "pk", None) else None
             run.save(update_fields=["cancelled_at", "cancelled_by"])
-        cell_ids = [cell.pk for cell in cells]
+        keyed = [(cell.pk, str(cell.token)) for cell in cells]
         task_ids = [cell.task_id for cell in cells]
-        transaction.on_commit(lambda: broker.cancel_cells(cell_ids=cell_ids, task_ids=task_ids))
+        transaction.on_commit(lambda: broker.cancel_cells(cells=keyed, task_ids=task_ids))
         _cells_finished(cells)
     return len(cells)

@@ -1,6 +1,11 @@
 """Services of the compatibility runs against real PostgreSQL and a real (private) Redis."""
 
+import json
+import subprocess
+import sys
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -50,7 +55,63 @@ def test_dispatch_sends_one_message_per_cell_to_its_queue_on_commit(
     assert Job.from_dict(gpu[0]["kwargs"]["job"]).torch_variant == "cu126"
     # The agent reads which attempt is wanted from the broker Redis (it has no database).
     for cell in cells.values():
-        assert broker.client().get(f"ecoreg:compat:cell:{cell.pk}") == b"1"
+        assert broker.client().get(f"ecoreg:compat:cell:{cell.pk}:{cell.token}") == b"1"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+AGENT_CHECK = """
+import json, sys
+from ci_runners.agent.celery import _claim, cell_still_wanted
+from ci_runners.agent.contracts import Job
+job = Job.from_dict(json.loads(sys.argv[1]))
+print(json.dumps([cell_still_wanted(job=job), _claim(job=job), _claim(job=job)]))
+"""
+
+
+def agent_check(*, job: dict, broker_url: str) -> list[bool]:
+    """[wanted, first claim, second claim] as the agent (no Django) decides them."""
+    completed = subprocess.run(
+        [sys.executable, "-c", AGENT_CHECK, json.dumps(job)],
+        cwd=REPO_ROOT,
+        env={"AGENT_BROKER_URL": broker_url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_stale_broker_keys_of_a_reused_cell_id_do_not_block_the_new_cell(
+    project, targets, broker, django_capture_on_commit_callbacks
+):
+    """A database reset reuses cell ids while the broker Redis keeps the old cells' keys."""
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = services.compat_run_request(
+            project=project, trigger=CompatRun.Trigger.MANUAL, targets=targets[:1]
+        )
+    cell = run.cells.get()
+    old_token = uuid.uuid4()
+    assert old_token != cell.token
+    client = broker.client()
+    # What an old cell with the same id left behind: cancelled and claimed (old key format too).
+    client.set(f"ecoreg:compat:cell:{cell.pk}:{old_token}", "cancelled")
+    client.set(f"ecoreg:compat:claim:{cell.pk}:{old_token}:1", "done")
+    client.set(f"ecoreg:compat:cell:{cell.pk}", "cancelled")
+    client.set(f"ecoreg:compat:claim:{cell.pk}:1", "done")
+    for callback in callbacks:
+        callback()
+
+    [message] = broker.messages("runner.cpu")
+    job = Job.from_dict(message["kwargs"]["job"])
+    assert job.cell_id == cell.pk and job.cell_token == str(cell.token)
+    assert client.get(f"ecoreg:compat:cell:{cell.pk}:{cell.token}") == b"1"
+    # The agent runs the new cell once: wanted, claimed, and a redelivery is dropped.
+    assert agent_check(job=message["kwargs"]["job"], broker_url=broker.url) == [True, True, False]
+    # The old cell's message (old token) is still refused: it was cancelled.
+    stale = {**message["kwargs"]["job"], "cell_token": str(old_token)}
+    assert agent_check(job=stale, broker_url=broker.url)[0] is False
 
 
 def test_inactive_targets_are_not_run_and_no_target_is_refused(project, targets, db):
@@ -152,7 +213,8 @@ def test_reaper_requeues_a_silent_cell_then_errors_after_three_attempts(
             assert cell.state == CellState.QUEUED and cell.attempt == attempt + 1
             messages = broker.messages("runner.cpu")
             assert [Job.from_dict(m["kwargs"]["job"]).attempt for m in messages] == [attempt + 1]
-            assert broker.client().get(f"ecoreg:compat:cell:{cell.pk}") == str(attempt + 1).encode()
+            key = f"ecoreg:compat:cell:{cell.pk}:{cell.token}"
+            assert broker.client().get(key) == str(attempt + 1).encode()
             broker.client().delete("runner.cpu")
         else:
             assert report["errored"] == [cell.pk]
@@ -220,7 +282,7 @@ def test_cancel_marks_cells_tells_agents_and_finishes_the_run(
     for cell in (first, second):
         cell.refresh_from_db()
         assert cell.state == CellState.CANCELLED and cell.error == "cancelled by staff"
-        assert broker.client().get(f"ecoreg:compat:cell:{cell.pk}") == b"cancelled"
+        assert broker.client().get(f"ecoreg:compat:cell:{cell.pk}:{cell.token}") == b"cancelled"
     run.refresh_from_db()
     assert run.finished_at and run.cancelled_by == staff
     assert broker.messages("default") == [
