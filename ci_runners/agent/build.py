@@ -109,6 +109,12 @@ _NO_WHEEL = re.compile(
 )
 
 
+def package_without_wheel(uv_output: str) -> str | None:
+    """The package uv refused to build from source (we install with --no-build), if any."""
+    match = _NO_WHEEL.search(uv_output)
+    return (match.group(1) or match.group(2)) if match else None
+
+
 def _run_tool(command: list[str], *, env: dict[str, str], what: str) -> None:
     try:
         completed = subprocess.run(  # noqa: S603
@@ -123,9 +129,8 @@ def _run_tool(command: list[str], *, env: dict[str, str], what: str) -> None:
         raise BuildError(f"{what} failed: {exc}") from exc
     if completed.returncode != 0:
         output = (completed.stderr or completed.stdout).strip()
-        no_wheel = _NO_WHEEL.search(output)
-        if no_wheel:
-            package = no_wheel.group(1) or no_wheel.group(2)
+        package = package_without_wheel(output)
+        if package:
             raise BuildError(
                 f"build requirement {package} has no wheel; build requirements are installed "
                 "from wheels only"

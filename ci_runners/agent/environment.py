@@ -37,9 +37,6 @@ ENV_BUILD_TIMEOUT_S = 1800
 BASE_LAYOUT_VERSION = "2"
 WHEEL_CACHE_LAYOUT_VERSION = "1"
 _SPLIT = re.compile(r"[\s,]+")
-_NO_WHEEL = re.compile(
-    r"Wheels are required for `([^`]+)`|([A-Za-z0-9._-]+)(?:==\S+)? has no usable wheels"
-)
 
 
 class EnvBuildError(Exception):
@@ -172,9 +169,8 @@ def _run(command: list[str], *, env: dict[str, str]) -> subprocess.CompletedProc
         raise EnvBuildError(f"env build failed: {exc}") from exc
     if completed.returncode != 0:
         output = (completed.stderr or completed.stdout).strip()
-        no_wheel = _NO_WHEEL.search(output)
-        if no_wheel:
-            package = no_wheel.group(1) or no_wheel.group(2)
+        package = build_module.package_without_wheel(output)
+        if package:
             raise EnvBuildError(
                 f"env build failed: {package} has no wheel; source builds run only in the "
                 "sandbox, so dependencies must come as wheels"

@@ -140,13 +140,7 @@ def submission_transition(
     if to in FINAL_STATES:
         locked.decided_at = now
         fields.append("decided_at")
-    try:
-        with transaction.atomic():
-            locked.save(update_fields=fields)
-    except IntegrityError:
-        raise ReviewError(
-            f"Another application for {locked.repository} is already under review."
-        ) from None
+    _save_one_open_per_repository(locked, update_fields=fields)
     _event(
         submission=locked,
         actor=actor,
@@ -216,13 +210,7 @@ def submission_update(
         )
     changed = _apply_answers(locked, answers)
     if changed:
-        try:
-            with transaction.atomic():
-                locked.save()
-        except IntegrityError:
-            raise ReviewError(
-                f"Another application for {locked.repository} is already under review."
-            ) from None
+        _save_one_open_per_repository(locked)
         _event(
             submission=locked,
             actor=actor,
@@ -471,3 +459,16 @@ def onboarding_task_set(*, task: OnboardingTask, done: bool, actor: User) -> Non
         note=f"{task.label}: {'done' if done else 'not done'}.",
         data={"task": task.key, "done": done},
     )
+
+
+def _save_one_open_per_repository(
+    submission: Submission, *, update_fields: list[str] | None = None
+) -> None:
+    """Save; the database's one-open-application-per-repository rule becomes a clear error."""
+    try:
+        with transaction.atomic():
+            submission.save(update_fields=update_fields)
+    except IntegrityError:
+        raise ReviewError(
+            f"Another application for {submission.repository} is already under review."
+        ) from None
