@@ -107,7 +107,7 @@ def run(*, args, broker_url: str, tmp: Path, workers: list) -> dict:
     from django.test.utils import CaptureQueriesContext, setup_test_environment
 
     from ci_runners import services
-    from ci_runners.agent.contracts import Result, State
+    from ci_runners.agent.contracts import CellState, Result
     from ci_runners.models import CompatCell, TorchTarget
     from registry.models import Project
 
@@ -157,7 +157,7 @@ def run(*, args, broker_url: str, tmp: Path, workers: list) -> dict:
     sample = list(
         CompatCell.objects.filter(state="queued").order_by("pk").values_list("pk", "attempt")[:2000]
     )
-    payload = Result(state=State.PASSED, counts={"passed": 10, "failed": 0}).to_dict()
+    payload = Result(state=CellState.PASSED, counts={"passed": 10, "failed": 0}).to_dict()
     started = time.perf_counter()
     for cell_id, attempt in sample:
         services.cell_record_result(

@@ -11,7 +11,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 
 from ci_runners.models import CompatCell, CompatRun, TorchTarget
-from ci_runners.states import CellState
+from ci_runners.states import CELL_STATE_CHOICES
 
 
 class TorchTargetSerializer(serializers.ModelSerializer):
@@ -144,7 +144,7 @@ class CellCursorPagination(CursorPagination):
 
 class CompatCellFilter(filters.FilterSet):
     project = filters.CharFilter(field_name="project__slug", help_text="Project slug.")
-    state = filters.ChoiceFilter(choices=CellState.choices)
+    state = filters.ChoiceFilter(choices=CELL_STATE_CHOICES)
     version = filters.CharFilter(field_name="target__version", help_text="PyTorch version.")
 
     class Meta:

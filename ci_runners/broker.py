@@ -1,17 +1,15 @@
 """The one module of the web side that talks to the Celery broker (Redis) directly.
 
-Work for runner hosts is sent by task NAME, so the web side never imports the agent's code.
-Besides messages, the broker Redis holds one small key per dispatched cell, the only thing an
-agent (which has no database) can read: which attempt of the cell is wanted, or `cancelled`.
+Work for runner hosts is sent by task NAME; the only agent module the web side imports is the
+wire, `ci_runners.agent.contracts`. Besides messages, the broker Redis holds one small key per
+dispatched cell, the only thing an agent (which has no database) can read: which attempt of
+the cell is wanted, or `cancelled`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,15 +19,10 @@ from celery import current_app
 from django.conf import settings
 from kombu import pools
 
+from ci_runners.agent import contracts
+
 logger = logging.getLogger(__name__)
 
-RUN_CELL_TASK = "ci_runners.agent.run_cell"
-# Must match the agent's `CELL_KEY`: a cell id is reused after a database reset, the token not.
-CELL_KEY = "ecoreg:compat:cell:{cell_id}:{token}"
-CELL_KEY_TTL_S = 3 * 24 * 3600
-CANCELLED = "cancelled"
-# Slack above the agent's own limit (checkout + environment build + the tests' wall time).
-AGENT_SETUP_ALLOWANCE_S = 2400
 PUBLISH_BATCH = 500
 
 
@@ -61,12 +54,13 @@ def redis_client() -> redis.Redis:
 
 @contextlib.contextmanager
 def _producer() -> Iterator[Any]:
-    app = current_app
-    connection = app.connection_for_write(broker_url())
-    # kombu's global pools keep one connection per broker URL across calls.
-    with pools.producers[connection].acquire(block=True, timeout=30) as producer:
-        yield producer
-    connection.release()
+    """A producer from kombu's pool: one broker connection per URL, kept across calls."""
+    connection = current_app.connection_for_write(broker_url())
+    try:
+        with pools.producers[connection].acquire(block=True, timeout=30) as producer:
+            yield producer
+    finally:
+        connection.release()
 
 
 def send_by_name(*, name: str, kwargs: dict[str, Any], queue: str) -> None:
@@ -76,68 +70,51 @@ def send_by_name(*, name: str, kwargs: dict[str, Any], queue: str) -> None:
 
 
 def publish_cells(messages: Iterable[CellMessage]) -> int:
-    """Set each cell's wanted-attempt key and publish its job, pipelined in batches.
+    """Set each cell's wanted-attempt key, then send its job by task name to its queue.
 
-    The messages are Celery's own task messages (protocol 2, built by `app.amqp`) in the
-    envelope kombu's Redis transport uses, pushed with one Redis round trip per batch: about
-    a hundred times faster than one `send_task` per cell for a nightly matrix.
+    The keys go in pipelined batches (one Redis round trip per batch) before the batch's
+    messages, so an agent that takes a message always finds its key. The messages go through
+    Celery's `send_task` on one pooled producer, routed explicitly to the cell's queue.
     """
     app = current_app
     client = redis_client()
     sent = 0
     batch: list[CellMessage] = []
+    with _producer() as producer:
 
-    def flush() -> None:
-        nonlocal sent
-        pipe = client.pipeline(transaction=False)
-        for message in batch:
-            pipe.set(
-                CELL_KEY.format(cell_id=message.cell_id, token=message.token),
-                str(message.attempt),
-                ex=CELL_KEY_TTL_S,
-            )
-            pipe.lpush(message.queue, _envelope(app, message))
-        pipe.execute()
-        sent += len(batch)
-        batch.clear()
+        def flush() -> None:
+            nonlocal sent
+            pipe = client.pipeline(transaction=False)
+            for message in batch:
+                pipe.set(
+                    contracts.cell_key(cell_id=message.cell_id, token=message.token),
+                    str(message.attempt),
+                    ex=contracts.CELL_KEY_TTL_S,
+                )
+            pipe.execute()
+            for message in batch:
+                soft, hard = contracts.cell_time_limits(message.timeout_s)
+                app.send_task(
+                    contracts.RUN_CELL_TASK,
+                    kwargs={"job": message.job},
+                    task_id=message.task_id,
+                    queue=message.queue,
+                    routing_key=message.queue,
+                    soft_time_limit=soft,
+                    time_limit=hard,
+                    kwargsrepr=f"{{'cell_id': {message.cell_id}, 'attempt': {message.attempt}}}",
+                    producer=producer,
+                )
+            sent += len(batch)
+            batch.clear()
 
-    for message in messages:
-        batch.append(message)
-        if len(batch) >= PUBLISH_BATCH:
+        for message in messages:
+            batch.append(message)
+            if len(batch) >= PUBLISH_BATCH:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
     return sent
-
-
-def _envelope(app: Any, message: CellMessage) -> str:
-    soft = message.timeout_s + AGENT_SETUP_ALLOWANCE_S
-    task = app.amqp.as_task_v2(
-        message.task_id,
-        RUN_CELL_TASK,
-        args=(),
-        kwargs={"job": message.job},
-        soft_time_limit=soft,
-        time_limit=soft + 300,
-        kwargsrepr=f"{{'cell_id': {message.cell_id}, 'attempt': {message.attempt}}}",
-    )
-    body = base64.b64encode(json.dumps(task.body).encode()).decode()
-    return json.dumps(
-        {
-            "body": body,
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": task.headers,
-            "properties": {
-                **task.properties,
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": message.queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
-    )
 
 
 def cancel_cells(*, cells: list[tuple[int, str]], task_ids: list[str]) -> None:
@@ -147,7 +124,11 @@ def cancel_cells(*, cells: list[tuple[int, str]], task_ids: list[str]) -> None:
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     for cell_id, token in cells:
-        pipe.set(CELL_KEY.format(cell_id=cell_id, token=token), CANCELLED, ex=CELL_KEY_TTL_S)
+        pipe.set(
+            contracts.cell_key(cell_id=cell_id, token=token),
+            contracts.CANCELLED,
+            ex=contracts.CELL_KEY_TTL_S,
+        )
     pipe.execute()
     task_ids = [task_id for task_id in task_ids if task_id]
     if task_ids:
@@ -161,8 +142,9 @@ def queue_lengths(*, names: Iterable[str] = ()) -> dict[str, int]:
     """Messages waiting in the given queues, plus every `runner.*`, `default` and `results`."""
     try:
         client = redis_client()
-        found = {key.decode() for key in client.scan_iter(match="runner.*", count=500)}
-        wanted = sorted(set(names) | found | {"default", "results"})
+        pattern = f"{contracts.RUNNER_QUEUE_PREFIX}*"
+        found = {key.decode() for key in client.scan_iter(match=pattern, count=500)}
+        wanted = sorted(set(names) | found | {contracts.DEFAULT_QUEUE, contracts.RESULTS_QUEUE})
         pipe = client.pipeline(transaction=False)
         for name in wanted:
             pipe.llen(name)

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ci_runners.states import CellState
+from ci_runners.agent import contracts
+from ci_runners.states import CELL_STATE_CHOICES, CellState
 
 MAX_ATTEMPTS = 3
 MAX_CELL_TIMEOUT_S = 4 * 3600
@@ -58,7 +59,7 @@ class TorchTarget(models.Model):
 
     @property
     def queue(self) -> str:
-        return f"runner.{self.capability}"
+        return contracts.runner_queue(self.capability)
 
 
 class ProjectTestConfig(models.Model):
@@ -164,7 +165,7 @@ class CompatCell(models.Model):
         on_delete=models.CASCADE,
         related_name="compat_cells",
     )
-    state = models.CharField(max_length=16, choices=CellState.choices, default=CellState.QUEUED)
+    state = models.CharField(max_length=16, choices=CELL_STATE_CHOICES, default=CellState.QUEUED)
     attempt = models.PositiveSmallIntegerField(default=1)
     # Random per cell: the broker keys carry it, so a cell id reused after a database reset
     # (with the broker Redis kept) never matches the old cell's wanted/claim keys.

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, RunnerHost, TorchTarget
-from ci_runners.states import ACTIVE_STATES, CellState
+from ci_runners.states import ACTIVE_STATES, CELL_STATE_VALUES, CellState
 from registry.models import Category, Project
 from registry.selectors import user_maintains
 
@@ -93,7 +93,7 @@ def global_matrix(*, filters: MatrixFilters, page_number: Any) -> GlobalMatrix:
         projects = projects.filter(
             Q(category__slug=filters.category) | Q(category__parent__slug=filters.category)
         )
-    if filters.state in CellState.values:
+    if filters.state in CELL_STATE_VALUES:
         matching = CompatStatus.objects.filter(latest_cell__state=filters.state)
         if filters.target is not None:
             matching = matching.filter(target_id=filters.target)

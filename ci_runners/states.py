@@ -1,32 +1,18 @@
-"""The compatibility cell's state machine: the only transitions `cell_transition` accepts."""
+"""The compatibility cell's state machine: the only transitions `cell_transition` accepts.
 
-from django.db import models
+The states themselves are the wire's (`ci_runners.agent.contracts.CellState`), so the models
+and the agent speak one vocabulary.
+"""
 
+from ci_runners.agent.contracts import ACTIVE_STATES, FINAL_STATES, RESULT_STATES, CellState
 
-class CellState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    PREPARING = "preparing", "Preparing"
-    RUNNING = "running", "Running"
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
-    ERRORED = "errored", "Errored"
-    TIMED_OUT = "timed_out", "Timed out"
-    CANCELLED = "cancelled", "Cancelled"
+__all__ = [
+    "ACTIVE_STATES", "CELL_STATE_CHOICES", "CELL_STATE_VALUES", "FINAL_STATES", "RESULT_STATES",
+    "TRANSITIONS", "CellState", "InvalidTransition", "check_transition",
+]  # fmt: skip
 
-
-FINAL_STATES = frozenset(
-    {
-        CellState.PASSED,
-        CellState.FAILED,
-        CellState.ERRORED,
-        CellState.TIMED_OUT,
-        CellState.CANCELLED,
-    }
-)
-ACTIVE_STATES = frozenset({CellState.QUEUED, CellState.PREPARING, CellState.RUNNING})
-RESULT_STATES = frozenset(
-    {CellState.PASSED, CellState.FAILED, CellState.ERRORED, CellState.TIMED_OUT}
-)
+CELL_STATE_CHOICES = [(state.value, state.label) for state in CellState]
+CELL_STATE_VALUES = frozenset(state.value for state in CellState)
 
 # A result may arrive before any progress report (progress messages are best effort), so every
 # non-final state may end directly. Re-queueing (a lost runner) goes back to `queued` with a new

@@ -9,12 +9,13 @@ import logging
 from celery import shared_task
 
 from ci_runners import services
+from ci_runners.agent import contracts
 from ci_runners.pypi import PyPIUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="ci_runners.record_cell_result", acks_late=True)
+@shared_task(name=contracts.RESULT_TASK, acks_late=True)
 def record_cell_result(
     *, cell_id: int, attempt: int, runner: str, result: dict, log: str = ""
 ) -> None:
@@ -23,7 +24,7 @@ def record_cell_result(
     )
 
 
-@shared_task(name="ci_runners.record_cell_progress", acks_late=True)
+@shared_task(name=contracts.PROGRESS_TASK, acks_late=True)
 def record_cell_progress(
     *, cell_id: int, attempt: int, runner: str, phase: str, log_tail: str = ""
 ) -> None:
@@ -32,7 +33,7 @@ def record_cell_progress(
     )
 
 
-@shared_task(name="ci_runners.runner_heartbeat", ignore_result=True)
+@shared_task(name=contracts.HEARTBEAT_TASK, ignore_result=True)
 def runner_heartbeat(
     *,
     name: str,

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from ci_runners import selectors, services
 from ci_runners.models import CompatCell, CompatRun, TorchTarget
-from ci_runners.states import CellState
+from ci_runners.states import CELL_STATE_CHOICES, CELL_STATE_VALUES
 from registry.models import Project
 
 
@@ -86,7 +86,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     filters = selectors.MatrixFilters(
         target=target,
-        state=state if state in CellState.values else "",
+        state=state if state in CELL_STATE_VALUES else "",
         category=request.GET.get("category", "")[:140],
     )
     data = selectors.global_matrix(filters=filters, page_number=request.GET.get("page"))
@@ -94,7 +94,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
         "data": data,
         "filters": filters,
         "all_targets": TorchTarget.objects.filter(active=True),
-        "states": CellState.choices,
+        "states": CELL_STATE_CHOICES,
         "categories": selectors.matrix_categories(),
     }
     template = "ci_runners/_matrix_table.html" if request.htmx else "ci_runners/matrix.html"

@@ -1,9 +1,5 @@
 """Runner agent: runs one project's test suite against one torch build in a sandbox.
 
-Plain Python, no Django: the web side talks to it through `ci_runners.agent.contracts`.
+Plain Python, no Django. The web side imports only `ci_runners.agent.contracts` (the wire);
+this package re-exports nothing, so importing the contracts loads none of the agent's runtime.
 """
-
-from ci_runners.agent.contracts import Job, Result, State, TestConfig
-from ci_runners.agent.runner import run_job
-
-__all__ = ["Job", "Result", "State", "TestConfig", "run_job"]

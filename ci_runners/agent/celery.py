@@ -48,24 +48,24 @@ import redis
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from ci_runners.agent.contracts import Job, Result, State
+from ci_runners.agent import contracts
+from ci_runners.agent.contracts import (
+    HEARTBEAT_TASK,
+    PROGRESS_TASK,
+    RESULT_TASK,
+    RESULTS_QUEUE,
+    RUN_CELL_TASK,
+    CellState,
+    HeartbeatMessage,
+    Job,
+    ProgressMessage,
+    Result,
+    ResultMessage,
+)
 
 AGENT_VERSION = "1.0"
-RUN_CELL_TASK = "ci_runners.agent.run_cell"
-RESULT_TASK = "ci_runners.record_cell_result"
-PROGRESS_TASK = "ci_runners.record_cell_progress"
-HEARTBEAT_TASK = "ci_runners.runner_heartbeat"
-RESULTS_QUEUE = "results"
-# Keyed by cell id AND the cell's random token: ids are reused after a database reset.
-CELL_KEY = "ecoreg:compat:cell:{cell_id}:{token}"
-CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{token}:{attempt}"
-CANCELLED = "cancelled"
 PHASE_PREFIX = "[agent] phase: "
 PHASE_EVENT = "phase "
-KNOWN_PHASES = ("preparing", "running")
-LOG_TAIL_CHARS = 8000
-FULL_LOG_MAX_CHARS = 2 * 1024 * 1024
-SETUP_ALLOWANCE_S = 2400
 CHILD_STOP_GRACE_S = 10.0
 CANCEL_GRACE_S = 20.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -101,11 +101,11 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     result_backend=None,
-    task_default_queue="runner.cpu",
+    task_default_queue=contracts.runner_queue(contracts.DEFAULT_CAPABILITY),
     task_serializer="json",
     accept_content=["json"],
-    task_soft_time_limit=MAX_CELL_S + SETUP_ALLOWANCE_S,
-    task_time_limit=MAX_CELL_S + SETUP_ALLOWANCE_S + 300,
+    task_soft_time_limit=contracts.cell_time_limits(MAX_CELL_S)[0],
+    task_time_limit=contracts.cell_time_limits(MAX_CELL_S)[1],
     worker_send_task_events=False,
 )
 
@@ -131,9 +131,9 @@ def consumed_queues() -> list[str]:
     if configured:
         return configured
     try:
-        return sorted(app.amqp.queues.consume_from or []) or ["runner.cpu"]
+        return sorted(app.amqp.queues.consume_from or []) or [app.conf.task_default_queue]
     except Exception:  # noqa: BLE001 - heartbeats must not die on introspection
-        return ["runner.cpu"]
+        return [app.conf.task_default_queue]
 
 
 def send(name: str, kwargs: dict[str, Any], *, patient: bool) -> None:
@@ -156,17 +156,14 @@ def _heartbeat_loop(stop: threading.Event) -> None:
         with _Current.lock:
             current = _Current.cell
         try:
-            send(
-                HEARTBEAT_TASK,
-                {
-                    "name": runner_name(),
-                    "queues": consumed_queues(),
-                    "version": AGENT_VERSION,
-                    "cell_id": current[0] if current else None,
-                    "attempt": current[1] if current else None,
-                },
-                patient=False,
+            heartbeat = HeartbeatMessage(
+                name=runner_name(),
+                queues=consumed_queues(),
+                version=AGENT_VERSION,
+                cell_id=current[0] if current else None,
+                attempt=current[1] if current else None,
             )
+            send(HEARTBEAT_TASK, heartbeat.to_kwargs(), patient=False)
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried next period
             logger.warning("heartbeat not sent: %s", exc)
         stop.wait(HEARTBEAT_S)
@@ -216,13 +213,13 @@ class LogBuffer:
     def add(self, line: str) -> None:
         with self.lock:
             self.version += 1
-            if self.head_chars < FULL_LOG_MAX_CHARS // 2:
+            if self.head_chars < contracts.AGENT_LOG_MAX_CHARS // 2:
                 self.head.append(line)
                 self.head_chars += len(line)
                 return
             self.tail.append(line)
             self.tail_chars += len(line)
-            while self.tail_chars > FULL_LOG_MAX_CHARS // 2:
+            while self.tail_chars > contracts.AGENT_LOG_MAX_CHARS // 2:
                 dropped = self.tail.popleft()
                 self.tail_chars -= len(dropped)
                 self.cut += len(dropped)
@@ -230,7 +227,7 @@ class LogBuffer:
     def recent(self) -> str:
         with self.lock:
             lines = list(self.head[-200:]) if not self.tail else list(self.tail)[-200:]
-        return "".join(lines)[-LOG_TAIL_CHARS:]
+        return "".join(lines)[-contracts.LOG_TAIL_CHARS :]
 
     def full(self) -> str:
         with self.lock:
@@ -248,7 +245,7 @@ def _read_events(stream: Any, buffer: LogBuffer) -> None:
     """The child's stdout: `phase <name>` lines from run_job's on_phase hook."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace").strip()
-        if line.startswith(PHASE_EVENT) and line[len(PHASE_EVENT) :] in KNOWN_PHASES:
+        if line.startswith(PHASE_EVENT) and line[len(PHASE_EVENT) :] in contracts.PROGRESS_PHASES:
             buffer.set_phase(line[len(PHASE_EVENT) :])
     stream.close()
 
@@ -262,24 +259,24 @@ def cell_still_wanted(*, job: Job) -> bool:
     if job.cell_id is None:
         return True
     try:
-        value = _redis().get(CELL_KEY.format(cell_id=job.cell_id, token=job.cell_token))
+        value = _redis().get(contracts.cell_key(cell_id=job.cell_id, token=job.cell_token))
     except redis.RedisError:
         return True
     if value is None:
         return True
     wanted = value.decode() if isinstance(value, bytes) else str(value)
-    return wanted != CANCELLED and wanted == str(job.attempt)
+    return wanted != contracts.CANCELLED and wanted == str(job.attempt)
 
 
 def _claim(*, job: Job, refresh: bool = False, done: bool = False) -> bool:
     """One runner per (cell, attempt): a redelivered message of a live attempt is dropped."""
     if job.cell_id is None:
         return True
-    key = CLAIM_KEY.format(cell_id=job.cell_id, token=job.cell_token, attempt=job.attempt)
+    key = contracts.claim_key(cell_id=job.cell_id, token=job.cell_token, attempt=job.attempt)
     try:
         client = _redis()
         if done:
-            client.set(key, "done", ex=3 * 24 * 3600)
+            client.set(key, contracts.CLAIM_DONE, ex=contracts.CELL_KEY_TTL_S)
             return True
         if refresh:
             client.set(key, runner_name(), ex=CLAIM_TTL_S, xx=True)
@@ -302,17 +299,14 @@ class CellRunner:
         if self.job.cell_id is None:
             return
         try:
-            send(
-                PROGRESS_TASK,
-                {
-                    "cell_id": self.job.cell_id,
-                    "attempt": self.job.attempt,
-                    "runner": self.runner,
-                    "phase": phase,
-                    "log_tail": log_tail,
-                },
-                patient=False,
+            progress = ProgressMessage(
+                cell_id=self.job.cell_id,
+                attempt=self.job.attempt,
+                runner=self.runner,
+                phase=phase,
+                log_tail=log_tail,
             )
+            send(PROGRESS_TASK, progress.to_kwargs(), patient=False)
         except Exception as exc:  # noqa: BLE001 - progress is best effort
             logger.warning("progress not sent: %s", exc)
 
@@ -336,17 +330,14 @@ class CellRunner:
             _claim(job=job, done=True)
             return "cancelled"
         if job.cell_id is not None:
-            send(
-                RESULT_TASK,
-                {
-                    "cell_id": job.cell_id,
-                    "attempt": job.attempt,
-                    "runner": self.runner,
-                    "result": result.to_dict(),
-                    "log": self.log.full(),
-                },
-                patient=True,
+            message = ResultMessage(
+                cell_id=job.cell_id,
+                attempt=job.attempt,
+                runner=self.runner,
+                result=result.to_dict(),
+                log=self.log.full(),
             )
+            send(RESULT_TASK, message.to_kwargs(), patient=True)
         _claim(job=job, done=True)
         return str(result.state)
 
@@ -385,12 +376,12 @@ class CellRunner:
             reader.join(timeout=10)
             events.join(timeout=10)
             if problem:
-                return Result(state=State.TIMED_OUT, error=problem, log_tail=self.log.recent())
+                return Result(state=CellState.TIMED_OUT, error=problem, log_tail=self.log.recent())
             try:
                 return Result.from_dict(json.loads(result_path.read_text()))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 return Result(
-                    state=State.ERRORED,
+                    state=CellState.ERRORED,
                     error=f"agent child ended (exit {child.returncode}) without a result: {exc}",
                     log_tail=self.log.recent(),
                 )

@@ -1,7 +1,13 @@
-"""Inputs and outputs of the runner agent, shared with the web side.
+"""The wire between the web side and the runner agents: the one place it is written down.
 
-Plain dataclasses only: the web side imports this module to build a `Job` and to read a
-`Result`, and both cross Celery as JSON (`to_dict` / `from_dict`).
+Both sides import this module and nothing else of each other: the web side builds a `Job`,
+sends it by task name to a runner queue, and reads a `Result`; the agent reports progress,
+results and heartbeats by task name to the results queue. Everything that must agree lives
+here: task and queue names, the broker Redis keys, message fields, the cell-state
+vocabulary, log caps and time allowances.
+
+Standard library only: importing it loads nothing of the agent's runtime (sandbox, uv,
+JUnit parsing), so the web side stays light.
 """
 
 from __future__ import annotations
@@ -11,14 +17,96 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+# --- task names and queues ------------------------------------------------------------------
 
-class State(enum.StrEnum):
-    """Outcome of one job."""
+RUN_CELL_TASK = "ci_runners.agent.run_cell"
+RESULT_TASK = "ci_runners.record_cell_result"
+PROGRESS_TASK = "ci_runners.record_cell_progress"
+HEARTBEAT_TASK = "ci_runners.runner_heartbeat"
 
+RESULTS_QUEUE = "results"  # agent -> web side: results, progress, heartbeats
+DEFAULT_QUEUE = "default"  # web side's own work (periodic tasks, on-complete tasks)
+RUNNER_QUEUE_PREFIX = "runner."
+DEFAULT_CAPABILITY = "cpu"
+
+
+def runner_queue(capability: str) -> str:
+    """The queue runners of one capability consume: `runner.cpu`, `runner.cuda.sm90`, ..."""
+    return f"{RUNNER_QUEUE_PREFIX}{capability}"
+
+
+CELL_TASK_ID_PREFIX = "compat-cell-"
+
+
+def cell_task_id(*, cell_id: int, attempt: int) -> str:
+    """The Celery task id of one attempt of a cell (revoke uses it)."""
+    return f"{CELL_TASK_ID_PREFIX}{cell_id}-{attempt}"
+
+
+# --- broker Redis keys ------------------------------------------------------------------------
+# Keyed by cell id AND the cell's random token: ids are reused after a database reset.
+
+CELL_KEY = "ecoreg:compat:cell:{cell_id}:{token}"  # value: the wanted attempt, or CANCELLED
+CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{token}:{attempt}"  # value: runner name, or "done"
+CELL_KEY_TTL_S = 3 * 24 * 3600
+CANCELLED = "cancelled"
+CLAIM_DONE = "done"
+
+
+def cell_key(*, cell_id: int, token: str) -> str:
+    return CELL_KEY.format(cell_id=cell_id, token=token)
+
+
+def claim_key(*, cell_id: int, token: str, attempt: int) -> str:
+    return CLAIM_KEY.format(cell_id=cell_id, token=token, attempt=attempt)
+
+
+# --- caps and time allowances -----------------------------------------------------------------
+
+LOG_TAIL_CHARS = 8000  # the live tail of a cell, in progress and result messages
+AGENT_LOG_MAX_CHARS = 2 * 1024 * 1024  # the full log an agent sends with a result
+STORED_LOG_MAX_CHARS = 4 * 1024 * 1024  # the full log the web side keeps for a cell
+# Slack above a cell's test wall time: checkout and environment build.
+SETUP_ALLOWANCE_S = 2400
+HARD_LIMIT_GRACE_S = 300
+
+
+def cell_time_limits(timeout_s: float) -> tuple[float, float]:
+    """Celery's (soft, hard) time limits for a cell whose tests may run `timeout_s`."""
+    soft = timeout_s + SETUP_ALLOWANCE_S
+    return soft, soft + HARD_LIMIT_GRACE_S
+
+
+# --- state vocabulary -----------------------------------------------------------------------
+
+
+class CellState(enum.StrEnum):
+    """A compatibility cell's state; the agent reports one of `RESULT_STATES`."""
+
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
     ERRORED = "errored"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+RESULT_STATES = frozenset(
+    {CellState.PASSED, CellState.FAILED, CellState.ERRORED, CellState.TIMED_OUT}
+)
+FINAL_STATES = RESULT_STATES | {CellState.CANCELLED}
+ACTIVE_STATES = frozenset({CellState.QUEUED, CellState.PREPARING, CellState.RUNNING})
+# Phases an agent reports while a cell runs.
+PROGRESS_PHASES = (CellState.PREPARING.value, CellState.RUNNING.value)
+
+
+# --- the job and its result -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +144,7 @@ class Job:
     source: str
     torch_version: str
     cell_id: int | None = None
-    # The cell's random dispatch token: part of its broker keys (see `agent.celery`).
+    # The cell's random dispatch token: part of its broker keys (`cell_key`, `claim_key`).
     cell_token: str = ""
     attempt: int = 1
     ref: str | None = None
@@ -83,6 +171,9 @@ class Job:
         return cls(**values)
 
 
+COUNT_KEYS = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+
+
 def _empty_counts() -> dict[str, int]:
     return {key: 0 for key in COUNT_KEYS}
 
@@ -101,14 +192,11 @@ def _empty_environment() -> dict[str, str | None]:
     return {"python": None, "torch": None, "cuda": None, "gpu": None}
 
 
-COUNT_KEYS = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
-
-
 @dataclass(kw_only=True)
 class Result:
     """What one job produced; `to_dict()` is the agent's JSON output."""
 
-    state: State
+    state: CellState
     exit_code: int | None = None
     commit: str | None = None
     counts: dict[str, int] = field(default_factory=_empty_counts)
@@ -122,12 +210,61 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["state"] = str(State(self.state))
+        data["state"] = str(CellState(self.state))
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
+        """Raises ValueError for a state an agent may not report (or KeyError if none)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        values["state"] = State(values["state"])
+        state = CellState(values["state"])
+        if state not in RESULT_STATES:
+            raise ValueError(f"an agent cannot report the state {state!r}")
+        values["state"] = state
         return cls(**values)
+
+
+# --- messages from the agent (keyword arguments of the web side's tasks) -------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressMessage:
+    """`PROGRESS_TASK`: a cell's phase and live log tail (best effort)."""
+
+    cell_id: int
+    attempt: int
+    runner: str
+    phase: str
+    log_tail: str = ""
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultMessage:
+    """`RESULT_TASK`: a cell's `Result.to_dict()` and its full log (sent patiently)."""
+
+    cell_id: int
+    attempt: int
+    runner: str
+    result: dict[str, Any]
+    log: str = ""
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartbeatMessage:
+    """`HEARTBEAT_TASK`: a runner is alive, what it consumes, and which cell it runs."""
+
+    name: str
+    queues: list[str]
+    version: str = ""
+    cell_id: int | None = None
+    attempt: int | None = None
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

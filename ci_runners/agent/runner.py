@@ -33,7 +33,7 @@ from ci_runners.agent import gpu
 from ci_runners.agent import sandbox as sandbox_module
 from ci_runners.agent.build import BuildStopped
 from ci_runners.agent.checkout import CheckoutError, checkout_source
-from ci_runners.agent.contracts import Job, Result, State
+from ci_runners.agent.contracts import LOG_TAIL_CHARS, CellState, Job, Result
 from ci_runners.agent.environment import EnvBuildError, build_environment
 from ci_runners.agent.results import (
     JunitParseError,
@@ -46,9 +46,8 @@ from ci_runners.agent.sandbox import SandboxSpec, SandboxUnavailable, run_sandbo
 
 PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
-LOG_TAIL_CHARS = 8000
-PHASE_PREPARING = "preparing"
-PHASE_RUNNING = "running"
+PHASE_PREPARING = CellState.PREPARING.value
+PHASE_RUNNING = CellState.RUNNING.value
 CANCELLED_ERROR = "cancelled"
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
 PYTEST_EXIT_MEANINGS = {
@@ -196,16 +195,16 @@ def _remove_tree(path: Path) -> None:
         pass
 
 
-def _state_for_exit(*, exit_code: int | None) -> tuple[State, str | None]:
+def _state_for_exit(*, exit_code: int | None) -> tuple[CellState, str | None]:
     if exit_code == 0:
-        return State.PASSED, None
+        return CellState.PASSED, None
     if exit_code == 1:
-        return State.FAILED, None
+        return CellState.FAILED, None
     if exit_code in PYTEST_EXIT_MEANINGS:
-        return State.ERRORED, f"pytest exit {exit_code}: {PYTEST_EXIT_MEANINGS[exit_code]}"
+        return CellState.ERRORED, f"pytest exit {exit_code}: {PYTEST_EXIT_MEANINGS[exit_code]}"
     if exit_code is not None and exit_code < 0:
-        return State.ERRORED, f"test process killed by signal {-exit_code}"
-    return State.ERRORED, f"test process ended with exit code {exit_code}"
+        return CellState.ERRORED, f"test process killed by signal {-exit_code}"
+    return CellState.ERRORED, f"test process ended with exit code {exit_code}"
 
 
 def _join(*parts: str | None) -> str | None:
@@ -227,7 +226,7 @@ def run_job(
     The hooks are optional; see the module docstring.
     """
     started = time.monotonic()
-    result = Result(state=State.ERRORED)
+    result = Result(state=CellState.ERRORED)
     # Groups of this agent's jobs whose process was killed (e.g. kill -9 of the agent).
     sandbox_module.reap_stale_cgroups()
     job_dir = _prepare_job_dir(job=job, work_root=work_root)
@@ -333,18 +332,18 @@ def run_job(
 
         result.exit_code = run.exit_code
         if run.timed_out:
-            result.state = State.TIMED_OUT
+            result.state = CellState.TIMED_OUT
             result.error = _join(f"wall time limit of {job.timeout_s:g} s exceeded", notes)
         else:
             state, problem = _state_for_exit(exit_code=run.exit_code)
             result.state = state
-            result.error = _join(problem, notes if state != State.PASSED else None)
+            result.error = _join(problem, notes if state != CellState.PASSED else None)
         summary: TestSummary | None = None
         try:
             summary = parse_junit(path=junit_path)
         except JunitParseError as exc:
-            if result.state in (State.PASSED, State.FAILED):
-                result.state = State.ERRORED
+            if result.state in (CellState.PASSED, CellState.FAILED):
+                result.state = CellState.ERRORED
                 result.error = _join(str(exc), result.error)
         if summary is not None:
             apply_xfail_outcomes(summary=summary, outcomes=plugin_report.get("outcomes", {}))
@@ -352,21 +351,21 @@ def run_job(
             result.failures = summary.failures
     except (JobStopped, BuildStopped):
         result = Result(
-            state=State.ERRORED,
+            state=CellState.ERRORED,
             commit=result.commit,
             timings=result.timings,
             error=CANCELLED_ERROR,
         )
         log_text += "\n[agent] job stopped on request: cancelled"
     except (CheckoutError, EnvBuildError, SandboxUnavailable, TestConfigError) as exc:
-        result.state = State.ERRORED
+        result.state = CellState.ERRORED
         message = str(exc)
         if isinstance(exc, CheckoutError) and not message.startswith("clone failed"):
             message = f"clone failed: {message}"
         result.error = message
         log_text = log_text or message
     except Exception as exc:  # noqa: BLE001 - a bug must still produce a Result
-        result.state = State.ERRORED
+        result.state = CellState.ERRORED
         result.error = f"agent error: {type(exc).__name__}: {exc}"
         log_text = log_text or result.error
     finally:

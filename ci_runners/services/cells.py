@@ -11,15 +11,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from ci_runners import broker
+from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Result
 from ci_runners.models import CellResult, CompatCell, CompatRun, CompatStatus
-from ci_runners.services.dispatch import _dispatch_ready
+from ci_runners.services.dispatch import cells_dispatch_waiting
 from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
 from registry.models import Project
 from registry.services import project_set_compat_summary
 
-LOG_FILE_MAX_CHARS = 4 * 1024 * 1024
-LOG_TAIL_CHARS = 8000
+LOG_FILE_MAX_CHARS = contracts.STORED_LOG_MAX_CHARS
+LOG_TAIL_CHARS = contracts.LOG_TAIL_CHARS
 
 
 def cell_transition(*, cell: CompatCell, to: str, **changes: Any) -> CompatCell:
@@ -130,11 +131,11 @@ def cell_record_result(
             CompatRun.objects.filter(pk=cell.run_id, resolved_commit="").update(
                 resolved_commit=outcome.commit[:64]
             )
-        _cells_finished([cell])
+        cells_finalize(cells=[cell])
     return stored
 
 
-def _cells_finished(cells: list[CompatCell]) -> None:
+def cells_finalize(*, cells: list[CompatCell]) -> None:
     """After cells became final (inside the transaction): matrix, summary, slots, run end."""
     summary_ids: set[int] = set()
     for cell in cells:
@@ -146,7 +147,7 @@ def _cells_finished(cells: list[CompatCell]) -> None:
     project_ids = sorted({cell.project_id for cell in cells if cell.project_id is not None})
     for project in Project.objects.filter(pk__in=summary_ids):
         _push_summary(project=project)
-    _dispatch_ready(project_ids=project_ids)
+    cells_dispatch_waiting(project_ids=project_ids)
     for run_id in sorted({cell.run_id for cell in cells}):
         _maybe_finish_run(run_id=run_id)
 
@@ -178,5 +179,5 @@ def _maybe_finish_run(*, run_id: int) -> None:
     if run.on_complete_task:
         name, kwargs = run.on_complete_task, {"run_id": run.pk, **run.on_complete_kwargs}
         transaction.on_commit(
-            lambda: broker.send_by_name(name=name, kwargs=kwargs, queue="default")
+            lambda: broker.send_by_name(name=name, kwargs=kwargs, queue=contracts.DEFAULT_QUEUE)
         )

@@ -16,6 +16,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from ci_runners import broker
+from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Job, TestConfig
 from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig
 from ci_runners.states import ACTIVE_STATES, CellState
@@ -69,11 +70,8 @@ def _job_for(*, cell: CompatCell) -> Job:
     )
 
 
-def _task_id(*, cell_id: int, attempt: int) -> str:
-    return f"compat-cell-{cell_id}-{attempt}"
-
-
-def _publish_after_commit(cell_ids: list[int]) -> None:
+def cells_publish_on_commit(*, cell_ids: list[int]) -> None:
+    """Publish the cells' jobs to their runner queues once the transaction commits."""
     if not cell_ids:
         return
 
@@ -109,7 +107,7 @@ def _messages_for(cell_ids: list[int]) -> Iterable[broker.CellMessage]:
             )
 
 
-def _dispatch_ready(*, project_ids: Sequence[int] = (), run: CompatRun | None = None) -> int:
+def cells_dispatch_waiting(*, project_ids: Sequence[int] = (), run: CompatRun | None = None) -> int:
     """Send the waiting cells of these projects as far as each one's concurrency limit allows.
 
     Runs inside the caller's transaction; the project rows are locked so that two workers
@@ -160,15 +158,16 @@ def _mark_dispatched(cell_ids: list[int]) -> None:
     now = timezone.now()
     for start in range(0, len(cell_ids), CHUNK):
         part = cell_ids[start : start + CHUNK]
-        # task_id is derived from id and attempt; one UPDATE per chunk keeps 40k cells fast.
+        # task_id is `contracts.cell_task_id`, built in SQL: one UPDATE per chunk keeps 40k
+        # cells fast.
         CompatCell.objects.filter(pk__in=part).update(
             dispatched_at=now,
             task_id=Concat(
-                Value("compat-cell-"),
+                Value(contracts.CELL_TASK_ID_PREFIX),
                 Cast(F("id"), CharField()),
                 Value("-"),
                 Cast(F("attempt"), CharField()),
                 output_field=CharField(),
             ),
         )
-    _publish_after_commit(cell_ids)
+    cells_publish_on_commit(cell_ids=cell_ids)

@@ -9,9 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from ci_runners import broker
+from ci_runners.agent import contracts
 from ci_runners.models import MAX_ATTEMPTS, CompatCell, RunnerHost
-from ci_runners.services.cells import _cells_finished, cell_transition
-from ci_runners.services.dispatch import _dispatch_ready, _publish_after_commit, _task_id
+from ci_runners.services.cells import cell_transition, cells_finalize
+from ci_runners.services.dispatch import cells_dispatch_waiting, cells_publish_on_commit
 from ci_runners.states import CellState
 
 
@@ -88,14 +89,14 @@ def reap_stale_cells(*, silent_s: float | None = None, now: datetime | None = No
                 started_at=None,
                 last_seen_at=None,
                 dispatched_at=now,
-                task_id=_task_id(cell_id=cell.pk, attempt=attempt),
+                task_id=contracts.cell_task_id(cell_id=cell.pk, attempt=attempt),
             )
             requeued.append(cell.pk)
-        _publish_after_commit(requeued)
+        cells_publish_on_commit(cell_ids=requeued)
         if lost:
-            _cells_finished(lost)
+            cells_finalize(cells=lost)
         waiting = CompatCell.objects.filter(
             state=CellState.QUEUED, dispatched_at__isnull=True, project__isnull=False
         ).values_list("project_id", flat=True)
-        _dispatch_ready(project_ids=sorted(set(waiting)))
+        cells_dispatch_waiting(project_ids=sorted(set(waiting)))
     return {"requeued": requeued, "errored": [cell.pk for cell in lost]}

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, ProjectTestConfig, TorchTarget
-from ci_runners.services.cells import _cells_finished, cell_transition
-from ci_runners.services.dispatch import CHUNK, _dispatch_ready
+from ci_runners.services.cells import cell_transition, cells_finalize
+from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
 from registry.repository_urls import InvalidRepositoryURL, parse_repository_url
@@ -97,7 +97,7 @@ def compat_run_request(
             ]
         )
         _update_statuses(cells)
-        _dispatch_ready(project_ids=[project.pk] if project else [], run=run)
+        cells_dispatch_waiting(project_ids=[project.pk] if project else [], run=run)
     return run
 
 
@@ -124,7 +124,7 @@ def compat_runs_request_for_projects(
             batch_size=CHUNK,
         )
         _update_statuses(cells)
-        _dispatch_ready(project_ids=[project.pk for project in project_list])
+        cells_dispatch_waiting(project_ids=[project.pk for project in project_list])
     return len(cells)
 
 
@@ -149,5 +149,5 @@ def compat_run_cancel(*, run: CompatRun, actor: Any) -> int:
         keyed = [(cell.pk, str(cell.token)) for cell in cells]
         task_ids = [cell.task_id for cell in cells]
         transaction.on_commit(lambda: broker.cancel_cells(cells=keyed, task_ids=task_ids))
-        _cells_finished(cells)
+        cells_finalize(cells=cells)
     return len(cells)

@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 
+from ci_runners.agent import contracts as wire
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
@@ -140,13 +142,12 @@ CACHES = {
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = wire.DEFAULT_QUEUE
 # Queues by task name (Celery 5.7 deprecates the task decorator's `queue=`). Everything else
 # goes to "default"; cells go to "runner.<capability>", chosen per cell when dispatched.
 CELERY_TASK_ROUTES = {
-    "ci_runners.record_cell_result": {"queue": "results"},
-    "ci_runners.record_cell_progress": {"queue": "results"},
-    "ci_runners.runner_heartbeat": {"queue": "results"},
+    name: {"queue": wire.RESULTS_QUEUE}
+    for name in (wire.RESULT_TASK, wire.PROGRESS_TASK, wire.HEARTBEAT_TASK)
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ci_runners.agent import build, environment, sandbox
-from ci_runners.agent.contracts import Job, State, TestConfig
+from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import run_job
 from tests.agent.conftest import git_commit
 from tests.fakes.http import FakeHTTPServer
@@ -30,17 +30,33 @@ MARKER = f"ecoreg-build-{uuid.uuid4().hex[:10]}"
 SECRET = f"s3cr3t-{MARKER}"
 
 
-def _outside_targets() -> dict[str, Path]:
+def _outside_targets(base_site_packages: Path) -> dict[str, Path]:
     cache = environment.cache_dir()
-    bases = sorted((cache / "bases").glob("*/lib/python3.11/site-packages"))
-    assert bases, "no base environment in the agent's cache"
     return {
         "uv_cache": cache / "uv" / f"{MARKER}.txt",
         "wheel_cache": cache / f"{MARKER}-wheels.txt",
-        "base_venv": bases[0] / f"{MARKER}.py",
+        "base_venv": base_site_packages / f"{MARKER}.py",
         "root_home": Path(f"/root/{MARKER}.txt"),
         "host_tmp": Path(f"/tmp/{MARKER}.txt"),  # noqa: S108 - must NOT be created
     }
+
+
+@pytest.fixture(scope="module")
+def base_site_packages(tmp_path_factory, work_root, require_sandbox) -> Path:
+    """The cached base environment (torch 2.13 CPU + pytest) that the hostile build's job uses.
+
+    Built here, so this module does not depend on another module having warmed the cache.
+    """
+    plain = tmp_path_factory.mktemp("plainbase")
+    (plain / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    job = _job(plain)
+    venv = work_root / f"venv-base-{uuid.uuid4().hex[:6]}"
+    environment.build_environment(job=job, project_dir=plain, venv=venv)
+    wanted = sorted([job.torch_requirement, "pytest"])
+    for key_file in (environment.cache_dir() / "bases").glob("*/ecoreg-base-key.json"):
+        if json.loads(key_file.read_text())["requirements"] == wanted:
+            return next(key_file.parent.glob("lib/python3.11/site-packages"))
+    raise AssertionError(f"no base environment for {wanted} in the agent's cache")
 
 
 SETUP_PY = """
@@ -138,9 +154,11 @@ def _job(repo: Path, **overrides) -> Job:
     return Job(**values)
 
 
-def test_hostile_setup_py_is_contained(tmp_path, work_root, require_sandbox, monkeypatch):
+def test_hostile_setup_py_is_contained(
+    tmp_path, work_root, require_sandbox, base_site_packages, monkeypatch
+):
     monkeypatch.setenv("AGENT_SECRET_TOKEN", SECRET)
-    targets = _outside_targets()
+    targets = _outside_targets(base_site_packages)
     setup_py = textwrap.dedent(SETUP_PY).format(
         secret=SECRET, targets={label: str(path) for label, path in targets.items()}
     )
@@ -148,7 +166,7 @@ def test_hostile_setup_py_is_contained(tmp_path, work_root, require_sandbox, mon
 
     result = run_job(job=_job(repo), work_root=work_root)
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 4
     for label, path in targets.items():
         assert not path.exists(), f"the build wrote {label}: {path}"
@@ -183,7 +201,7 @@ def test_failing_build_is_an_infrastructure_error_with_its_output(
 
     result = run_job(job=_job(repo), work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error.startswith("env build failed: project build failed in the sandbox")
     assert "this build refuses to run" in result.error
     assert result.exit_code is None
@@ -201,7 +219,7 @@ def test_project_without_build_system_runs_from_the_checkout(tmp_path, work_root
 
     result = run_job(job=_job(repo, test_config=TestConfig()), work_root=work_root)
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 1
 
 
@@ -234,7 +252,7 @@ def test_dependency_only_available_as_sdist_is_refused(
 
     result = run_job(job=job, work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error.startswith("env build failed: ecoreg-sdist-only has no wheel")
     assert "source builds run only in the sandbox" in result.error
     assert not Path(f"/tmp/{MARKER}-sdist-ran").exists()  # noqa: S108
@@ -259,7 +277,7 @@ def test_memory_limit_ends_the_job(make_project, work_root, require_sandbox, mon
 
     result = run_job(job=_job(repo, timeout_s=120), work_root=work_root)
 
-    assert result.state in (State.ERRORED, State.FAILED), (result.error, result.log_tail)
+    assert result.state in (CellState.ERRORED, CellState.FAILED), (result.error, result.log_tail)
     assert f"memory limit reached ({limit} bytes)" in result.error
     leftovers = subprocess.run(["pgrep", "-f", f"{MARKER}-hog"], capture_output=True, text=True)
     assert leftovers.stdout == "", f"processes left behind: {leftovers.stdout}"

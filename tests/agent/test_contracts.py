@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ci_runners.agent.contracts import Job, Result, State, TestConfig
+from ci_runners.agent.contracts import CellState, Job, Result, TestConfig
 
 pytestmark = pytest.mark.agent
 
@@ -30,7 +30,7 @@ def test_job_round_trips_through_json():
 
 
 def test_result_round_trips_and_has_exactly_the_public_fields():
-    result = Result(state=State.TIMED_OUT, error="wall time limit of 5 s exceeded")
+    result = Result(state=CellState.TIMED_OUT, error="wall time limit of 5 s exceeded")
 
     data = json.loads(json.dumps(result.to_dict()))
 
@@ -52,6 +52,33 @@ def test_result_round_trips_and_has_exactly_the_public_fields():
     assert set(data["timings"]) == {"checkout_s", "env_s", "env_cache_hit", "tests_s", "total_s"}
     assert set(data["environment"]) == {"python", "torch", "cuda", "gpu"}
     assert Result.from_dict(data) == result
+
+
+def test_importing_the_wire_loads_none_of_the_agent_runtime():
+    import subprocess
+    import sys
+
+    runtime = (
+        "ci_runners.agent.runner", "ci_runners.agent.sandbox", "ci_runners.agent.build",
+        "ci_runners.agent.environment", "ci_runners.agent.celery", "ci_runners.agent.results",
+        "ci_runners.agent.checkout", "celery", "kombu", "redis", "defusedxml", "django",
+    )  # fmt: skip
+    code = (
+        "import sys, json; import ci_runners.agent.contracts;"
+        f"print(json.dumps([m for m in {runtime!r} if m in sys.modules]))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(loaded) == []
+
+
+def test_result_refuses_a_state_an_agent_cannot_report():
+    data = Result(state=CellState.PASSED).to_dict()
+    data["state"] = "queued"
+
+    with pytest.raises(ValueError, match="cannot report"):
+        Result.from_dict(data)
 
 
 def test_agent_imports_no_django():

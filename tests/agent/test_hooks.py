@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci_runners.agent import runner, sandbox
-from ci_runners.agent.contracts import Job, State, TestConfig
+from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import CANCELLED_ERROR, run_job
 
 pytestmark = pytest.mark.agent
@@ -76,7 +76,7 @@ def test_phases_and_live_output_reach_the_hooks(ticking_project, work_root, requ
         should_stop=lambda: False,
     )
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert phases == ["preparing", "running"]
     output = b"".join(chunks).decode()
     assert "hello from the sandbox" in output
@@ -101,7 +101,7 @@ def test_should_stop_ends_a_running_job_as_cancelled(ticking_project, work_root,
         should_stop=stop_after_ticks,
     )
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error == CANCELLED_ERROR
     assert result.exit_code is None
     assert result.counts["passed"] == 0
@@ -123,7 +123,7 @@ def test_should_stop_before_the_job_starts_does_nothing(ticking_project, work_ro
         should_stop=lambda: True,
     )
 
-    assert (result.state, result.error, result.commit) == (State.ERRORED, CANCELLED_ERROR, None)
+    assert (result.state, result.error, result.commit) == (CellState.ERRORED, CANCELLED_ERROR, None)
     assert phases == []
 
 
@@ -135,7 +135,7 @@ def test_a_failing_hook_is_an_agent_error(ticking_project, work_root):
         job=_job(ticking_project, "test_quick.py"), work_root=work_root, on_phase=broken
     )
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error == "agent error: RuntimeError: hook broke"
 
 

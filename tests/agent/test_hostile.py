@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci_runners.agent import environment, sandbox
-from ci_runners.agent.contracts import Job, State, TestConfig
+from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import run_job
 
 pytestmark = pytest.mark.agent
@@ -164,7 +164,7 @@ def test_secrets_in_agent_environment_are_not_visible(
 
     result = _run(hostile_project, work_root, "test_secrets.py")
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 1
 
 
@@ -190,7 +190,7 @@ def test_host_files_outside_the_work_dir_are_unreadable(
         for path in secrets:
             path.unlink()
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 4
 
 
@@ -204,7 +204,7 @@ def test_no_network_to_redis_or_postgres(hostile_project, work_root, require_san
 
     result = _run(hostile_project, work_root, "test_network.py")
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 2
 
 
@@ -216,7 +216,7 @@ def test_venv_uv_cache_and_usr_are_not_writable(hostile_project, work_root, requ
 
     result = _run(hostile_project, work_root, "test_writes.py", env={"SECRET_PATHS": str(cache)})
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 3
     after = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in linked}
     assert after == before
@@ -227,7 +227,7 @@ def test_fork_bomb_is_contained(hostile_project, work_root, require_sandbox):
 
     result = _run(hostile_project, work_root, "test_forkbomb.py", timeout_s=60)
 
-    assert result.state in (State.FAILED, State.TIMED_OUT), (result.error, result.log_tail)
+    assert result.state in (CellState.FAILED, CellState.TIMED_OUT), (result.error, result.log_tail)
     assert "process limit reached (pids.max=256)" in result.error
     assert time.monotonic() - started < 60
     assert _our_cgroups() == set()
@@ -236,7 +236,7 @@ def test_fork_bomb_is_contained(hostile_project, work_root, require_sandbox):
 def test_output_flood_is_capped(hostile_project, work_root, require_sandbox):
     result = _run(hostile_project, work_root, "test_flood.py", pytest_args=["-s"])
 
-    assert result.state == State.PASSED, (result.error, result.log_tail[-2000:])
+    assert result.state == CellState.PASSED, (result.error, result.log_tail[-2000:])
     assert "[agent] output capped:" in result.log_tail
     job_logs = sorted(work_root.glob("job-*/log.txt"), key=lambda p: p.stat().st_mtime)
     log = job_logs[-1].read_text()
@@ -255,7 +255,7 @@ def test_hang_ignoring_sigterm_is_killed_at_the_wall_limit(
     result = _run(hostile_project, work_root, "test_hang.py", timeout_s=8)
 
     elapsed = time.monotonic() - started
-    assert result.state == State.TIMED_OUT
+    assert result.state == CellState.TIMED_OUT
     assert result.exit_code is None
     assert "wall time limit of 8 s exceeded" in result.error
     assert result.timings["tests_s"] < 8 + 10
@@ -278,6 +278,6 @@ def test_agent_still_runs_a_normal_job_afterwards(make_project, work_root, requi
         work_root=work_root,
     )
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.counts["passed"] == 1
     assert os.listdir(work_root)

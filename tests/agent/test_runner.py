@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_runners.agent.contracts import Job, State, TestConfig
+from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import run_job
 from tests.agent.conftest import git_commit
 
@@ -92,7 +92,7 @@ def _autocast_warning(result) -> dict:
 def test_torch_213_cpu(torch_project, work_root, require_sandbox):
     result = run_job(job=_job(torch_project), work_root=work_root)
 
-    assert result.state == State.PASSED, (result.error, result.log_tail)
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
     assert result.exit_code == 0
     assert result.counts == {
         "passed": 4,
@@ -122,7 +122,7 @@ def test_torch_2141(torch_project, work_root, require_sandbox):
         job=_job(torch_project, torch_version="2.14.1", torch_variant=None), work_root=work_root
     )
 
-    assert result.state == State.FAILED, (result.error, result.log_tail)
+    assert result.state == CellState.FAILED, (result.error, result.log_tail)
     assert result.exit_code == 1
     assert result.counts == {
         "passed": 3,
@@ -143,7 +143,7 @@ def test_torch_2141(torch_project, work_root, require_sandbox):
 def test_second_build_is_warm_and_job_dir_is_cleaned(torch_project, work_root, require_sandbox):
     result = run_job(job=_job(torch_project), work_root=work_root)
 
-    assert result.state == State.PASSED
+    assert result.state == CellState.PASSED
     assert result.timings["env_cache_hit"] is True
     job_dirs = [d for d in work_root.iterdir() if (d / "result.json").exists()]
     for job_dir in job_dirs:
@@ -173,14 +173,14 @@ def test_ref_by_branch_and_by_sha(make_project, work_root, require_sandbox):
     )
     on_first = run_job(job=_job(repo, ref=first, test_config=TestConfig()), work_root=work_root)
 
-    assert (on_feature.commit, on_feature.state) == (feature, State.FAILED)
-    assert (on_first.commit, on_first.state) == (first, State.PASSED)
+    assert (on_feature.commit, on_feature.state) == (feature, CellState.FAILED)
+    assert (on_first.commit, on_first.state) == (first, CellState.PASSED)
 
 
 def test_clone_failure_is_an_infrastructure_error(work_root, tmp_path):
     result = run_job(job=_job(tmp_path / "does-not-exist"), work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error.startswith("clone failed:")
     assert result.exit_code is None
 
@@ -191,7 +191,7 @@ def test_env_build_failure_is_an_infrastructure_error(make_project, work_root, r
 
     result = run_job(job=job, work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.error.startswith("env build failed:")
     assert "no-such-package-ecoreg" in result.error
 
@@ -201,7 +201,7 @@ def test_no_tests_collected_is_errored(make_project, work_root, require_sandbox)
 
     result = run_job(job=_job(repo), work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert result.exit_code == 5
     assert "no tests collected" in result.error
 
@@ -228,5 +228,5 @@ def test_billion_laughs_junit_through_the_runner(make_project, work_root, requir
 
     result = run_job(job=_job(repo), work_root=work_root)
 
-    assert result.state == State.ERRORED
+    assert result.state == CellState.ERRORED
     assert "junit report rejected" in result.error

@@ -12,14 +12,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ci_runners import services
-from ci_runners.agent.contracts import Job, Result, State
+from ci_runners.agent.contracts import Job, Result
 from ci_runners.models import CellResult, CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import CellState, InvalidTransition
 from tests.fakes.http import FakeHTTPServer, Reply
 
 
-def result_dict(state=State.PASSED, **extra) -> dict:
-    counts = {"passed": 3, "failed": 1 if state == State.FAILED else 0}
+def result_dict(state=CellState.PASSED, **extra) -> dict:
+    counts = {"passed": 3, "failed": 1 if state == CellState.FAILED else 0}
     return Result(state=state, exit_code=0, counts=counts, commit="abc123", **extra).to_dict()
 
 
@@ -257,7 +257,7 @@ def test_a_result_of_a_superseded_attempt_is_kept_but_not_applied(
     with django_capture_on_commit_callbacks(execute=True):
         services.reap_stale_cells(now=timezone.now() + timedelta(seconds=91))
     stale = services.cell_record_result(
-        cell_id=cell.pk, attempt=1, runner="r", result=result_dict(State.FAILED)
+        cell_id=cell.pk, attempt=1, runner="r", result=result_dict(CellState.FAILED)
     )
     cell.refresh_from_db()
     assert stale.applied is False and cell.state == CellState.QUEUED and cell.attempt == 2
@@ -315,7 +315,7 @@ def test_run_completion_sends_the_named_task_once(
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
             services.cell_record_result(
-                cell_id=second.pk, attempt=1, runner="r", result=result_dict(State.FAILED)
+                cell_id=second.pk, attempt=1, runner="r", result=result_dict(CellState.FAILED)
             )
     sent = broker.messages("default")
     assert len(sent) == 1 and sent[0]["kwargs"] == {"run_id": run.pk, "submission_id": 9}

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ci_runners import services
-from ci_runners.agent.contracts import Result, State
+from ci_runners.agent.contracts import Result
 from ci_runners.models import CompatRun, RunnerHost
 from ci_runners.states import CellState
 from registry.models import Category, Project
@@ -82,7 +82,7 @@ def test_project_fragment_shows_the_matrix_and_buttons_for_allowed_users(
         cell_id=cell.pk,
         attempt=1,
         runner="r1",
-        result=Result(state=State.PASSED, counts={"passed": 5, "failed": 0}).to_dict(),
+        result=Result(state=CellState.PASSED, counts={"passed": 5, "failed": 0}).to_dict(),
     )
     url = reverse("ci_runners:project_matrix", args=[project.slug])
     page = client.get(url).content.decode()
@@ -119,7 +119,7 @@ def test_cell_page_polls_only_while_the_cell_is_not_final(client, run):
         attempt=1,
         runner="r1",
         result=Result(
-            state=State.FAILED,
+            state=CellState.FAILED,
             counts={"passed": 2, "failed": 1},
             failures=failures,
             warnings=warnings,
@@ -173,7 +173,7 @@ def test_global_matrix_answers_which_projects_break_on_a_version(client, targets
     broken = Project.objects.get(slug="p1")
     cell = broken.compat_cells.get(target=targets[1])
     services.cell_record_result(
-        cell_id=cell.pk, attempt=1, runner="r", result=Result(state=State.FAILED).to_dict()
+        cell_id=cell.pk, attempt=1, runner="r", result=Result(state=CellState.FAILED).to_dict()
     )
     page = client.get(
         reverse("ci_runners:matrix"), {"target": targets[1].pk, "state": "failed"}
