@@ -5,6 +5,7 @@ to the `results` queue; beat sends the periodic ones to `default`.
 """
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -15,35 +16,42 @@ from ci_runners.pypi import PyPIUnavailable
 logger = logging.getLogger(__name__)
 
 
+# The agent's messages: their fields are the wire's (`contracts.*Message`).
+
+
 @shared_task(name=contracts.RESULT_TASK, acks_late=True)
-def record_cell_result(
-    *, cell_id: int, attempt: int, runner: str, result: dict, log: str = ""
-) -> None:
+def record_cell_result(**fields: Any) -> None:
+    message = contracts.ResultMessage.from_kwargs(fields)
     services.cell_record_result(
-        cell_id=cell_id, attempt=attempt, runner=runner, result=result, log=log
+        cell_id=message.cell_id,
+        attempt=message.attempt,
+        runner=message.runner,
+        result=message.result,
+        log=message.log,
     )
 
 
 @shared_task(name=contracts.PROGRESS_TASK, acks_late=True)
-def record_cell_progress(
-    *, cell_id: int, attempt: int, runner: str, phase: str, log_tail: str = ""
-) -> None:
+def record_cell_progress(**fields: Any) -> None:
+    message = contracts.ProgressMessage.from_kwargs(fields)
     services.cell_record_progress(
-        cell_id=cell_id, attempt=attempt, runner=runner, phase=phase, log_tail=log_tail
+        cell_id=message.cell_id,
+        attempt=message.attempt,
+        runner=message.runner,
+        phase=message.phase,
+        log_tail=message.log_tail,
     )
 
 
 @shared_task(name=contracts.HEARTBEAT_TASK, ignore_result=True)
-def runner_heartbeat(
-    *,
-    name: str,
-    queues: list,
-    version: str = "",
-    cell_id: int | None = None,
-    attempt: int | None = None,
-) -> None:
+def runner_heartbeat(**fields: Any) -> None:
+    message = contracts.HeartbeatMessage.from_kwargs(fields)
     services.runner_heartbeat_record(
-        name=name, queues=queues, version=version, cell_id=cell_id, attempt=attempt
+        name=message.name,
+        queues=message.queues,
+        version=message.version,
+        cell_id=message.cell_id,
+        attempt=message.attempt,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 # --- task names and queues ------------------------------------------------------------------
 
@@ -228,8 +228,21 @@ class Result:
 # --- messages from the agent (keyword arguments of the web side's tasks) -------------------------
 
 
+class _Message:
+    """A task's keyword arguments as a dataclass; unknown fields are ignored on receipt, so
+    an agent newer than the web side (one more field) is still understood."""
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> Self:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{key: value for key, value in kwargs.items() if key in known})
+
+
 @dataclass(frozen=True, kw_only=True)
-class ProgressMessage:
+class ProgressMessage(_Message):
     """`PROGRESS_TASK`: a cell's phase and live log tail (best effort)."""
 
     cell_id: int
@@ -238,12 +251,9 @@ class ProgressMessage:
     phase: str
     log_tail: str = ""
 
-    def to_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, kw_only=True)
-class ResultMessage:
+class ResultMessage(_Message):
     """`RESULT_TASK`: a cell's `Result.to_dict()` and its full log (sent patiently)."""
 
     cell_id: int
@@ -252,12 +262,9 @@ class ResultMessage:
     result: dict[str, Any]
     log: str = ""
 
-    def to_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, kw_only=True)
-class HeartbeatMessage:
+class HeartbeatMessage(_Message):
     """`HEARTBEAT_TASK`: a runner is alive, what it consumes, and which cell it runs."""
 
     name: str
@@ -265,6 +272,3 @@ class HeartbeatMessage:
     version: str = ""
     cell_id: int | None = None
     attempt: int | None = None
-
-    def to_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

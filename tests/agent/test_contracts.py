@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from ci_runners.agent.contracts import CellState, Job, Result, TestConfig
+from ci_runners.agent.contracts import (
+    CellState,
+    HeartbeatMessage,
+    Job,
+    ProgressMessage,
+    Result,
+    ResultMessage,
+    TestConfig,
+)
 
 pytestmark = pytest.mark.agent
 
@@ -92,3 +100,16 @@ def test_agent_imports_no_django():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_messages_round_trip_and_ignore_fields_a_newer_agent_adds():
+    message = ResultMessage(
+        cell_id=3, attempt=2, runner="r#1", result=Result(state=CellState.FAILED).to_dict()
+    )
+    sent = json.loads(json.dumps({**message.to_kwargs(), "added_later": 1}))
+
+    assert ResultMessage.from_kwargs(sent) == message
+    heartbeat = HeartbeatMessage(name="r", queues=["runner.cpu"])
+    assert HeartbeatMessage.from_kwargs(heartbeat.to_kwargs()) == heartbeat
+    with pytest.raises(TypeError):
+        ProgressMessage.from_kwargs({"cell_id": 1})
