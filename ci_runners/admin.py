@@ -10,6 +10,7 @@ from ci_runners.models import (
     CompatStatus,
     ProjectTestConfig,
     RunnerHost,
+    ScheduledSlot,
     TorchTarget,
 )
 
@@ -84,3 +85,10 @@ class CompatStatusAdmin(admin.ModelAdmin):
 class RunnerHostAdmin(admin.ModelAdmin):
     list_display = ("name", "queues", "agent_version", "last_heartbeat", "current_cell")
     raw_id_fields = ("current_cell",)
+
+
+@admin.register(ScheduledSlot)
+class ScheduledSlotAdmin(admin.ModelAdmin):
+    list_display = ("job", "slot", "claimed_at")
+    list_filter = ("job",)
+    search_fields = ("slot",)

@@ -289,3 +289,21 @@ class RunnerHost(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ScheduledSlot(models.Model):
+    """One row per scheduled job and slot (e.g. the nightly run of one date): a second beat,
+    or a retried one, finds the slot taken and does nothing."""
+
+    job = models.CharField(max_length=100)
+    slot = models.CharField(max_length=40)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-claimed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "slot"], name="one_claim_per_scheduled_slot")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.slot}"

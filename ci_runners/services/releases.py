@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ci_runners.models import CompatRun, TorchTarget
+from ci_runners.models import CompatRun, ScheduledSlot, TorchTarget
 from ci_runners.services.runs import compat_runs_request_for_projects
 from registry.models import Project
 
@@ -22,12 +23,38 @@ def projects_to_run() -> list[Project]:
     )
 
 
-def nightly_runs() -> int:
+NIGHTLY_JOB = "nightly_runs"
+
+
+def nightly_runs(*, slot: date | None = None) -> int:
+    """Every active project on every active target, once per night (`slot`, default today).
+
+    Idempotent per slot: a second beat, or a retry, finds the night claimed and queues
+    nothing. Returns the cells queued.
+    """
+    slot = slot or timezone.localdate()
     if not TorchTarget.objects.filter(active=True).exists():
         return 0
-    return compat_runs_request_for_projects(
-        projects=projects_to_run(), targets=None, trigger=CompatRun.Trigger.SCHEDULE
-    )
+    with transaction.atomic():
+        if not scheduled_slot_claim(job=NIGHTLY_JOB, slot=slot.isoformat()):
+            return 0
+        return compat_runs_request_for_projects(
+            projects=projects_to_run(), targets=None, trigger=CompatRun.Trigger.SCHEDULE
+        )
+
+
+def scheduled_slot_claim(*, job: str, slot: str) -> bool:
+    """Claim a scheduled job's slot inside the caller's transaction; False if already taken.
+
+    A concurrent claimer waits on the unique index until the first one commits (then gets
+    False) or rolls back (then gets the slot).
+    """
+    with transaction.atomic():
+        try:
+            ScheduledSlot.objects.create(job=job, slot=slot)
+        except IntegrityError:
+            return False
+    return True
 
 
 def torch_target_approve(*, target: TorchTarget, actor: Any = None) -> int:

@@ -418,3 +418,34 @@ def test_heartbeat_records_the_runner_and_keeps_its_cell_alive(
     cell.refresh_from_db()
     assert timezone.now() - cell.last_seen_at < timedelta(seconds=30)
     assert services.reap_stale_cells()["requeued"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beats_for_one_nightly_slot_make_one_run_per_project(project, targets, broker):
+    import threading
+
+    from django.db import connection
+
+    counts: list[int] = []
+    start = threading.Barrier(2)
+
+    def beat() -> None:
+        start.wait()
+        try:
+            counts.append(services.nightly_runs())
+        finally:
+            connection.close()
+
+    beats = [threading.Thread(target=beat) for _ in range(2)]
+    for thread in beats:
+        thread.start()
+    for thread in beats:
+        thread.join()
+
+    assert sorted(counts) == [0, 2]
+    assert CompatRun.objects.filter(project=project).count() == 1
+    assert len(broker.messages("runner.cpu")) == 2
+    # The next night is a new slot.
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    assert services.nightly_runs(slot=tomorrow) == 2
+    assert CompatRun.objects.filter(project=project).count() == 2
