@@ -4,7 +4,7 @@ Runs of registry projects are public; runs of an applicant's repository (no proj
 visible to staff only. Assembled under /api/v1/ by `config/api.py`.
 """
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from rest_framework import serializers, viewsets
 from rest_framework.pagination import CursorPagination
@@ -98,11 +98,6 @@ class CompatRunSerializer(serializers.ModelSerializer):
         return counts
 
 
-def _visible_runs(user) -> Q:
-    """Staff see every run; others the runs of registry projects only."""
-    return Q() if getattr(user, "is_staff", False) else Q(project__isnull=False)
-
-
 class TorchTargetViewSet(viewsets.ReadOnlyModelViewSet):
     """The PyTorch builds the compatibility matrix runs against."""
 
@@ -130,7 +125,7 @@ class CompatRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[CompatRun]:
         return (
-            CompatRun.objects.filter(_visible_runs(self.request.user))
+            CompatRun.objects.visible_to(self.request.user)
             .select_related("project")
             .prefetch_related("cells")
             .order_by("-created_at", "-id")
@@ -161,10 +156,7 @@ class CompatCellViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = CompatCellFilter
 
     def get_queryset(self) -> QuerySet[CompatCell]:
-        cells = CompatCell.objects.select_related("target", "project")
-        if not getattr(self.request.user, "is_staff", False):
-            cells = cells.filter(run__project__isnull=False)
-        return cells
+        return CompatCell.objects.visible_to(self.request.user).select_related("target", "project")
 
 
 def register(router) -> None:

@@ -1,6 +1,9 @@
 """Compatibility runs: the torch version catalog, per-project test configs, runs, cells, runners."""
 
+from __future__ import annotations
+
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -102,6 +105,22 @@ class ProjectTestConfig(models.Model):
         return f"Test config of {self.project}"
 
 
+def _is_staff(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False))
+
+
+class CompatRunQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> CompatRunQuerySet:
+        """Runs of registry projects are public; an applicant's (no project yet): staff only."""
+        return self if _is_staff(user) else self.filter(project__isnull=False)
+
+
+class CompatCellQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> CompatCellQuerySet:
+        """The rule of `CompatRunQuerySet.visible_to`, for the run's cells."""
+        return self if _is_staff(user) else self.filter(run__project__isnull=False)
+
+
 class CompatRun(models.Model):
     """One request to run a project (or an applicant's repository) against some targets."""
 
@@ -133,6 +152,8 @@ class CompatRun(models.Model):
     )
     on_complete_task = models.CharField(max_length=200, blank=True)
     on_complete_kwargs = models.JSONField(default=dict, blank=True)
+
+    objects = CompatRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -193,6 +214,8 @@ class CompatCell(models.Model):
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     log_file = models.FileField(upload_to="compat-logs/%Y/%m/", blank=True)
+
+    objects = CompatCellQuerySet.as_manager()
 
     class Meta:
         ordering = ["run_id", "target__version"]

@@ -60,8 +60,10 @@ def run_has_active_cells(*, run: CompatRun | None) -> bool:
     return run is not None and run.cells.filter(state__in=ACTIVE_STATES).exists()
 
 
-def cell_for_page(*, cell_id: int) -> CompatCell:
-    return CompatCell.objects.select_related("run__project", "target").get(pk=cell_id)
+def cell_for_page(*, cell_id: int, user: Any) -> CompatCell:
+    """The cell, if `user` may see it (`CompatCellQuerySet.visible_to`); else DoesNotExist."""
+    cells = CompatCell.objects.visible_to(user).select_related("run__project", "target")
+    return cells.get(pk=cell_id)
 
 
 @dataclass(frozen=True)

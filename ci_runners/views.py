@@ -69,7 +69,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 def cell_detail(request: HttpRequest, cell_id: int) -> HttpResponse:
     try:
-        cell = selectors.cell_for_page(cell_id=cell_id)
+        cell = selectors.cell_for_page(cell_id=cell_id, user=request.user)
     except CompatCell.DoesNotExist:
         raise Http404("No such cell.") from None
     template = "ci_runners/_cell_live.html" if request.htmx else "ci_runners/cell_detail.html"
