@@ -40,7 +40,7 @@ class SubmissionAdmin(admin.ModelAdmin):
     search_fields = ("project_name", "repo_owner", "repo_name", "summary")
     readonly_fields = (
         "state", "state_changed_at", "repo_owner", "repo_name", "submitted_at", "vote_opened_at",
-        "vote_closes_at", "decided_at", "checks_ran_at", "compat_run_id_ref", "github_health",
+        "vote_closes_at", "decided_at", "checks_ran_at", "compat_run", "github_health",
         "project",
     )  # fmt: skip
     raw_id_fields = ("applicant",)
@@ -99,4 +99,4 @@ class OnboardingTaskAdmin(admin.ModelAdmin):
 class PeriodicReviewAdmin(admin.ModelAdmin):
     list_display = ("project", "state", "due_on", "grace_until", "decided_by")
     list_filter = ("state",)
-    readonly_fields = ("state", "results", "failing_criteria", "grace_until", "compat_run_id_ref")
+    readonly_fields = ("state", "results", "failing_criteria", "grace_until", "compat_run")

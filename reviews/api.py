@@ -260,9 +260,9 @@ class VoteInputSerializer(serializers.Serializer):
     choice = serializers.ChoiceField(choices=Vote.Choice.choices)
 
     def save(self, *, submission: Submission, voter) -> Vote:
-        from reviews.services.votes import vote_cast
-
-        return _service_call(vote_cast, submission=submission, voter=voter, **self.validated_data)
+        return _service_call(
+            services.vote_cast, submission=submission, voter=voter, **self.validated_data
+        )
 
 
 class VoteSerializer(serializers.ModelSerializer):

@@ -92,8 +92,13 @@ class Submission(models.Model):
     )
     github_health = models.JSONField(default=dict, blank=True)
     checks_ran_at = models.DateTimeField(null=True, blank=True)
-    compat_run_id_ref = models.BigIntegerField(
-        null=True, blank=True, help_text="Id of the ci_runners CompatRun asked for criteria 1, 8."
+    compat_run = models.ForeignKey(
+        "ci_runners.CompatRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The compatibility run asked for criteria 1 and 8.",
     )
     submitted_at = models.DateTimeField(null=True, blank=True)
     vote_opened_at = models.DateTimeField(null=True, blank=True)
@@ -265,7 +270,14 @@ class PeriodicReview(models.Model):
     )
     failing_criteria = models.JSONField(default=list, blank=True)
     grace_until = models.DateField(null=True, blank=True)
-    compat_run_id_ref = models.BigIntegerField(null=True, blank=True)
+    compat_run = models.ForeignKey(
+        "ci_runners.CompatRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The compatibility run asked for criteria 1 and 8.",
+    )
     decided_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

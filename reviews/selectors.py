@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from ci_runners.models import CompatCell
 from registry.models import Project
 from reviews import criteria
 from reviews.models import (
@@ -153,12 +154,8 @@ def events_for(*, submission: Submission, public_only: bool = False) -> QuerySet
     return events
 
 
-def compat_cells_of(*, run_id: int | None) -> list:
+def compat_cells_of(*, run_id: int | None) -> list[CompatCell]:
     if not run_id:
-        return []
-    try:
-        from ci_runners.models import CompatCell
-    except ImportError:
         return []
     return list(CompatCell.objects.filter(run_id=run_id).select_related("target"))
 

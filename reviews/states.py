@@ -101,8 +101,10 @@ class ResubmissionTooSoon(ReviewError):
 
 
 class NotAllowed(ReviewError):
-    """The actor does not hold the role this action needs."""
+    """The actor does not hold the role this action (or this move) needs: every permission
+    refusal of the services, a 403 in the API."""
 
 
 class InvalidTransition(ReviewError):
-    """A move the table does not allow (or not to this actor); the message says why."""
+    """A move the table does not allow from this state, or one missing what it needs (a
+    category, a note); the message says why."""

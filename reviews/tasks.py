@@ -1,12 +1,20 @@
-"""Thin Celery tasks of the review process: each takes ids and calls one service."""
+"""Thin Celery tasks of the review process: each takes ids and calls one service.
+
+The services send the tasks by name (`reviews.services.enqueue`), never importing this module.
+"""
 
 from celery import shared_task
 
 from reviews import notifications, services
 from reviews.checks import ChecksDeferred
+from reviews.services.enqueue import (
+    COMPAT_RUN_FINISHED,
+    RUN_AUTOMATED_CHECKS,
+    SEND_EVENT_NOTIFICATION,
+)
 
 
-@shared_task(bind=True, name="reviews.run_automated_checks", max_retries=5)
+@shared_task(bind=True, name=RUN_AUTOMATED_CHECKS, max_retries=5)
 def run_automated_checks(self, submission_id: int) -> None:
     try:
         services.submission_run_checks(
@@ -16,7 +24,7 @@ def run_automated_checks(self, submission_id: int) -> None:
         raise self.retry(countdown=deferred.retry_in) from deferred
 
 
-@shared_task(name="reviews.compat_run_finished")
+@shared_task(name=COMPAT_RUN_FINISHED)
 def compat_run_finished(
     run_id: int, submission_id: int | None = None, periodic_review_id: int | None = None
 ) -> None:
@@ -36,7 +44,7 @@ def periodic_review_due() -> dict:
 
 
 @shared_task(
-    name="reviews.send_event_notification",
+    name=SEND_EVENT_NOTIFICATION,
     autoretry_for=(OSError,),
     retry_backoff=True,
     max_retries=5,

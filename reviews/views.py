@@ -257,7 +257,7 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
         "rows": selectors.criteria_rows(submission=submission, user=user),
         "comments": selectors.comments_for(submission=submission, tac=True),
         "events": selectors.events_for(submission=submission),
-        "cells": selectors.compat_cells_of(run_id=submission.compat_run_id_ref),
+        "cells": selectors.compat_cells_of(run_id=submission.compat_run_id),
         "health": submission.github_health,
         "tally": tally,
         "votes": submission.votes.select_related("voter").order_by("voter__username"),

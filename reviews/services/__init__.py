@@ -2,23 +2,32 @@
 
 `submission_transition` is the only writer of `Submission.state`, and
 `periodic_review_transition` the only writer of `PeriodicReview.state`.
+
+- `submissions`: applications, their state machine, the TAC's bookkeeping, onboarding.
+- `automated_checks`: GitHub and PyPI measured, a compatibility run asked for.
+- `results`: criteria results: automated evidence, reviewers' answers, overrides.
+- `compat`: compatibility runs for the review: requested, and recorded when they finish.
+- `votes`: the TAC vote, its tally and its decision.
+- `periodic`: the periodic review's state machine; `periodic_clock`: its daily clock.
+- `events` (the audit log), `permissions` (roles on an application), `enqueue` (tasks sent
+  by name on commit): shared by the modules above.
 """
 
+from reviews.services.automated_checks import submission_run_checks
+from reviews.services.compat import compat_run_record
 from reviews.services.periodic import (
     GRACE_PERIOD,
     REVIEW_INTERVAL,
     periodic_review_decide,
     periodic_review_evaluate,
-    periodic_review_start,
     periodic_review_transition,
-    periodic_reviews_due,
 )
+from reviews.services.periodic_clock import periodic_review_start, periodic_reviews_due
+from reviews.services.permissions import roles_on
 from reviews.services.results import (
-    compat_run_record,
     criteria_ensure_rows,
     criterion_answer,
     criterion_override,
-    submission_run_checks,
 )
 from reviews.services.submissions import (
     RESUBMIT_AFTER_MONTHS,
@@ -26,7 +35,6 @@ from reviews.services.submissions import (
     comment_post,
     onboarding_task_set,
     resubmission_opens_on,
-    roles_on,
     submission_assign_reviewer,
     submission_create,
     submission_missing_answers,

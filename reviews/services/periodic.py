@@ -1,5 +1,6 @@
-"""The six-monthly periodic review; `periodic_review_transition` is the only writer of
-`PeriodicReview.state`."""
+"""The six-monthly periodic review's state machine: `periodic_review_transition` is the only
+writer of `PeriodicReview.state`; `periodic_review_evaluate` decides what measured results
+mean; a TAC member decides a proposed retirement."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import logging
 from datetime import date, timedelta
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from registry import services as registry_services
-from registry.models import Project
 from reviews import checks, criteria
 from reviews.models import (
     CriterionResult,
@@ -19,14 +19,14 @@ from reviews.models import (
     ReviewEvent,
 )
 from reviews.roles import user_roles
-from reviews.services.results import _request_compat_run
-from reviews.services.submissions import _event
+from reviews.services.events import review_event_record
 from reviews.states import (
     PERIODIC_TRANSITIONS,
     REVIEWER,
     STAFF,
     SYSTEM,
     InvalidTransition,
+    NotAllowed,
     PeriodicReviewState,
     SubmissionState,
 )
@@ -55,7 +55,7 @@ def periodic_review_transition(
         raise InvalidTransition(f"A periodic review cannot move from '{P(frm).label}' to '{to}'.")
     roles = frozenset({SYSTEM}) if actor is None else user_roles(actor) & {REVIEWER, STAFF}
     if not allowed & roles:
-        raise InvalidTransition("Only the TAC's reviewers and staff decide this.")
+        raise NotAllowed("Only the TAC's reviewers and staff decide this.")
     if actor is not None and not note.strip():
         raise InvalidTransition("Say why: the decision is recorded with your reason.")
     today = timezone.now().date()
@@ -68,7 +68,7 @@ def periodic_review_transition(
         locked.decided_by = actor
         fields.append("decided_by")
     locked.save(update_fields=fields)
-    _event(
+    review_event_record(
         periodic_review=locked,
         actor=actor,
         kind=ReviewEvent.Kind.PERIODIC,
@@ -89,7 +89,10 @@ def periodic_review_transition(
     return locked
 
 
-def _periodic_merge_results(review: PeriodicReview, measurements: list[checks.Measurement]) -> None:
+def periodic_review_results_merge(
+    *, review: PeriodicReview, measurements: list[checks.Measurement]
+) -> None:
+    """Put fresh measurements into the review's results (unsaved), one row per criterion."""
     by_number = {row["criterion"]: row for row in review.results}
     for m in measurements:
         by_number[m.criterion] = {
@@ -100,47 +103,6 @@ def _periodic_merge_results(review: PeriodicReview, measurements: list[checks.Me
             "measured_at": (m.measured_at or timezone.now()).isoformat(),
         }
     review.results = [by_number[number] for number in sorted(by_number)]
-
-
-def _periodic_measure(review: PeriodicReview, *, request_run: bool) -> None:
-    project = review.project
-    measurements: list[checks.Measurement] = []
-    if project.repo_owner:
-        try:
-            health = checks.fetch_github_health(owner=project.repo_owner, name=project.repo_name)
-        except checks.ChecksDeferred as deferred:
-            health = checks.github_unreachable_measurements(f"GitHub unavailable: {deferred}")
-        if isinstance(health, list):
-            measurements += health
-            measurements.append(
-                checks.maintainers_measurement(project.maintainers, at=timezone.now())
-            )
-        else:
-            measurements += checks.github_measurements(
-                health, maintainer_handles=project.maintainers
-            )
-    else:
-        measurements += checks.github_unreachable_measurements(
-            "the project has no repository on record", outcome=Outcome.UNMET
-        )
-    measurements.append(checks.pypi_measurement(project.pypi_name or project.repo_name))
-    if request_run and project.repo_owner:
-        run_id, why_not = _request_compat_run(
-            project=project,
-            source_url="",
-            requested_by=None,
-            on_complete_kwargs={"periodic_review_id": review.pk},
-        )
-        review.compat_run_id_ref = run_id
-        if not run_id:
-            measurements += [
-                checks.Measurement(
-                    n, Outcome.UNKNOWN, f"not measured: {why_not}", "", timezone.now()
-                )
-                for n in criteria.COMPAT_CRITERIA
-            ]
-    _periodic_merge_results(review, measurements)
-    review.save(update_fields=["results", "compat_run_id_ref", "updated_at"])
 
 
 def _failing(review: PeriodicReview) -> list[dict]:
@@ -188,45 +150,6 @@ def periodic_review_evaluate(*, review: PeriodicReview, today: date) -> Periodic
                 note=f"Still failing after 30 days: {summary}. A TAC member confirms retirement.",
             )
     return review
-
-
-@transaction.atomic
-def periodic_review_start(*, project: Project, today: date) -> PeriodicReview:
-    review = PeriodicReview.objects.create(
-        project=project, due_on=project.next_review_due or today, state=P.CHECKING
-    )
-    ReviewEvent.objects.create(
-        periodic_review=review,
-        kind=ReviewEvent.Kind.PERIODIC,
-        to_state=P.CHECKING,
-        note="Periodic review started.",
-        public=True,
-    )
-    _periodic_measure(review, request_run=True)
-    return periodic_review_evaluate(review=review, today=today)
-
-
-def periodic_reviews_due(*, today: date | None = None) -> dict[str, list[int]]:
-    """The daily clock: start reviews that are due; re-check failing ones whose grace ended."""
-    today = today or timezone.now().date()
-    started, rechecked = [], []
-    due = (
-        Project.objects.active()
-        .filter(next_review_due__lte=today)
-        .exclude(periodic_reviews__state__in=[P.CHECKING, P.FAILING, P.RETIREMENT_PROPOSED])
-    )
-    for project in due:
-        try:
-            started.append(periodic_review_start(project=project, today=today).pk)
-        except IntegrityError:
-            continue  # another clock started it
-    for review in PeriodicReview.objects.filter(state=P.FAILING, grace_until__lte=today):
-        with transaction.atomic():
-            locked = PeriodicReview.objects.select_for_update().get(pk=review.pk)
-            _periodic_measure(locked, request_run=False)
-            periodic_review_evaluate(review=locked, today=today)
-        rechecked.append(review.pk)
-    return {"started": started, "rechecked": rechecked}
 
 
 def periodic_review_decide(

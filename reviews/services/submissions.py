@@ -31,6 +31,9 @@ from reviews.models import (
     Submission,
 )
 from reviews.roles import user_roles
+from reviews.services.enqueue import RUN_AUTOMATED_CHECKS, task_enqueue
+from reviews.services.events import review_event_record
+from reviews.services.permissions import require_reviewer, roles_on
 from reviews.states import (
     APPLICANT,
     COOLDOWN_STATES,
@@ -39,7 +42,6 @@ from reviews.states import (
     OPEN_STATES,
     REVIEWER,
     STAFF,
-    SYSTEM,
     InvalidTransition,
     NotAllowed,
     PeriodicReviewState,
@@ -63,32 +65,6 @@ def vote_window() -> timedelta:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def roles_on(*, submission: Submission, actor: User | None) -> frozenset[str]:
-    """The roles `actor` holds on this application. An applicant never reviews their own."""
-    if actor is None:
-        return frozenset({SYSTEM})
-    if actor.pk == submission.applicant_id:
-        return frozenset({APPLICANT})
-    return user_roles(actor) & {REVIEWER, STAFF}
-
-
-def _require_reviewer(*, submission: Submission, actor: User) -> None:
-    if not roles_on(submission=submission, actor=actor) & {REVIEWER, STAFF}:
-        raise NotAllowed("Only TAC reviewers and staff may do this.")
-
-
-def _event(**fields: Any) -> ReviewEvent:
-    event = ReviewEvent.objects.create(**fields)
-    transaction.on_commit(lambda: _queue_notification(event.pk))
-    return event
-
-
-def _queue_notification(event_id: int) -> None:
-    from reviews.tasks import send_event_notification
-
-    send_event_notification.delay(event_id)
 
 
 def add_months(day: date, months: int) -> date:
@@ -121,7 +97,7 @@ def submission_transition(
             f"An application cannot move from '{_label(frm)}' to '{_label(to)}'."
         )
     if not allowed & roles_on(submission=locked, actor=actor):
-        raise InvalidTransition(
+        raise NotAllowed(
             f"You may not move this application from '{_label(frm)}' to '{_label(to)}'."
         )
     if to == S.VOTING and locked.category_id is None:
@@ -141,7 +117,7 @@ def submission_transition(
         locked.decided_at = now
         fields.append("decided_at")
     _save_one_open_per_repository(locked, update_fields=fields)
-    _event(
+    review_event_record(
         submission=locked,
         actor=actor,
         kind=ReviewEvent.Kind.TRANSITION,
@@ -191,7 +167,9 @@ def submission_create(*, applicant: User, answers: dict[str, Any]) -> Submission
     submission = Submission(applicant=applicant)
     _apply_answers(submission, answers)
     submission.save()
-    _event(submission=submission, actor=applicant, kind=ReviewEvent.Kind.CREATED, to_state=S.DRAFT)
+    review_event_record(
+        submission=submission, actor=applicant, kind=ReviewEvent.Kind.CREATED, to_state=S.DRAFT
+    )
     return submission
 
 
@@ -211,7 +189,7 @@ def submission_update(
     changed = _apply_answers(locked, answers)
     if changed:
         _save_one_open_per_repository(locked)
-        _event(
+        review_event_record(
             submission=locked,
             actor=actor,
             kind=ReviewEvent.Kind.EDITED,
@@ -294,16 +272,9 @@ def submission_submit(*, submission: Submission, actor: User) -> Submission:
         locked.project = project
         locked.save(update_fields=["project", "updated_at"])
     submission_transition(submission=locked, to=S.SUBMITTED, actor=actor, note="Submitted.")
-    pk = locked.pk
-    transaction.on_commit(lambda: _queue_checks(pk))
+    task_enqueue(name=RUN_AUTOMATED_CHECKS, kwargs={"submission_id": locked.pk})
     submission.state = locked.state
     return locked
-
-
-def _queue_checks(submission_id: int) -> None:
-    from reviews.tasks import run_automated_checks
-
-    run_automated_checks.delay(submission_id)
 
 
 def submission_withdraw(*, submission: Submission, actor: User, note: str = "") -> Submission:
@@ -314,11 +285,10 @@ def submission_withdraw(*, submission: Submission, actor: User, note: str = "") 
 
 def submission_request_checks(*, submission: Submission, actor: User) -> None:
     """A reviewer asks for the automated checks again."""
-    _require_reviewer(submission=submission, actor=actor)
+    require_reviewer(submission=submission, actor=actor)
     if submission.state in FINAL_STATES or submission.state == S.DRAFT:
         raise ReviewError("Checks run only on an application under review.")
-    pk = submission.pk
-    transaction.on_commit(lambda: _queue_checks(pk))
+    task_enqueue(name=RUN_AUTOMATED_CHECKS, kwargs={"submission_id": submission.pk})
 
 
 # --- TAC bookkeeping --------------------------------------------------------------------------
@@ -332,7 +302,7 @@ def submission_assign_reviewer(
     actor: User,
     assign: bool = True,
 ) -> None:
-    _require_reviewer(submission=submission, actor=actor)
+    require_reviewer(submission=submission, actor=actor)
     if assign and not user_roles(reviewer) & {REVIEWER, STAFF}:
         raise ReviewError(f"{reviewer} is not a TAC reviewer.")
     if assign and reviewer.pk == submission.applicant_id:
@@ -344,7 +314,7 @@ def submission_assign_reviewer(
         submission.reviewers.add(reviewer)
     else:
         submission.reviewers.remove(reviewer)
-    _event(
+    review_event_record(
         submission=submission,
         actor=actor,
         kind=ReviewEvent.Kind.ASSIGNMENT,
@@ -355,14 +325,14 @@ def submission_assign_reviewer(
 
 @transaction.atomic
 def submission_set_category(*, submission: Submission, category: Category, actor: User) -> None:
-    _require_reviewer(submission=submission, actor=actor)
+    require_reviewer(submission=submission, actor=actor)
     if submission.state in FINAL_STATES:
         raise ReviewError("The application is decided; its category can no longer change.")
     if submission.category_id == category.pk:
         return
     submission.category = category
     submission.save(update_fields=["category", "updated_at"])
-    _event(
+    review_event_record(
         submission=submission,
         actor=actor,
         kind=ReviewEvent.Kind.CATEGORY,
@@ -388,7 +358,7 @@ def comment_post(
     comment = Comment.objects.create(
         submission=submission, author=author, body=body, shared_with_applicant=shared_with_applicant
     )
-    _event(
+    review_event_record(
         submission=submission,
         actor=author,
         kind=ReviewEvent.Kind.COMMENT,
@@ -432,7 +402,7 @@ def _submission_onboard(*, submission: Submission) -> Project:
         ],
         ignore_conflicts=True,
     )
-    ReviewEvent.objects.create(
+    review_event_record(
         submission=submission,
         kind=ReviewEvent.Kind.ONBOARDING,
         note=(
@@ -441,23 +411,25 @@ def _submission_onboard(*, submission: Submission) -> Project:
         ),
         data={"project_id": project.pk},
         public=True,
+        notify=False,
     )
     return project
 
 
 @transaction.atomic
 def onboarding_task_set(*, task: OnboardingTask, done: bool, actor: User) -> None:
-    _require_reviewer(submission=task.submission, actor=actor)
+    require_reviewer(submission=task.submission, actor=actor)
     if task.done == done:
         return
     task.done_at, task.done_by = (timezone.now(), actor) if done else (None, None)
     task.save(update_fields=["done_at", "done_by"])
-    ReviewEvent.objects.create(
+    review_event_record(
         submission=task.submission,
         actor=actor,
         kind=ReviewEvent.Kind.ONBOARDING,
         note=f"{task.label}: {'done' if done else 'not done'}.",
         data={"task": task.key, "done": done},
+        notify=False,
     )
 
 

@@ -18,7 +18,9 @@ from reviews.models import (
     Vote,
 )
 from reviews.roles import VOTING_GROUP
-from reviews.services.submissions import _require_reviewer, submission_transition
+from reviews.services.events import review_event_record
+from reviews.services.permissions import require_reviewer
+from reviews.services.submissions import submission_transition
 from reviews.states import (
     InvalidTransition,
     NotAllowed,
@@ -139,12 +141,13 @@ def vote_cast(*, submission: Submission, voter: User, choice: str) -> Vote:
     vote, created = Vote.objects.update_or_create(
         submission=locked, voter=voter, defaults={"choice": choice}
     )
-    ReviewEvent.objects.create(
+    review_event_record(
         submission=locked,
         actor=voter,
         kind=ReviewEvent.Kind.VOTE,
         note=f"{'Voted' if created else 'Changed vote to'} {Vote.Choice(choice).label.lower()}.",
         data={"choice": choice},
+        notify=False,
     )
     return vote
 
@@ -165,7 +168,7 @@ def vote_close(*, submission: Submission, actor: User | None = None) -> Submissi
         if locked.vote_closes_at and now < locked.vote_closes_at:
             raise ReviewError("The voting window is still open.")
     else:
-        _require_reviewer(submission=locked, actor=actor)
+        require_reviewer(submission=locked, actor=actor)
         if tally.not_voted and (not locked.vote_closes_at or now < locked.vote_closes_at):
             raise ReviewError(
                 f"{tally.not_voted} eligible member(s) have not voted yet; the vote closes by "
@@ -173,7 +176,7 @@ def vote_close(*, submission: Submission, actor: User | None = None) -> Submissi
             )
     to = S.ACCEPTED if tally.passes else S.DECLINED
     explanation = f"{'Accepted' if tally.passes else 'Declined'}: {tally.explain()}"
-    ReviewEvent.objects.create(
+    review_event_record(
         submission=locked,
         actor=actor,
         kind=ReviewEvent.Kind.DECISION,
@@ -189,6 +192,7 @@ def vote_close(*, submission: Submission, actor: User | None = None) -> Submissi
             "rule": tally.rule,
         },
         public=True,
+        notify=False,
     )
     result = submission_transition(submission=locked, to=to, actor=None, note=explanation)
     submission.state = result.state

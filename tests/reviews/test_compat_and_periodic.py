@@ -39,7 +39,7 @@ def checked(applicant, github, pypi, targets, django_capture_on_commit_callbacks
 
 
 def test_checks_request_a_review_run_on_the_latest_two_minors(checked):
-    run = CompatRun.objects.get(pk=checked.compat_run_id_ref)
+    run = CompatRun.objects.get(pk=checked.compat_run_id)
     assert run.trigger == "review"
     assert run.source_url == "https://github.com/goodorg/torchgood"
     assert run.on_complete_task == "reviews.compat_run_finished"
@@ -57,8 +57,8 @@ def finish(run_id: int, states: dict[str, str], counts=None) -> None:
 
 
 def test_all_cells_passed_meets_criteria_1_and_8(checked):
-    finish(checked.compat_run_id_ref, {"2.13.0": "passed", "2.14.1": "passed"})
-    tasks.compat_run_finished(run_id=checked.compat_run_id_ref, submission_id=checked.pk)
+    finish(checked.compat_run_id, {"2.13.0": "passed", "2.14.1": "passed"})
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
     one, eight = checked.results.get(criterion=1), checked.results.get(criterion=8)
     assert one.outcome == "met" and eight.outcome == "met"
     assert "2.13.0, 2.14.1" in one.evidence_value
@@ -67,26 +67,25 @@ def test_all_cells_passed_meets_criteria_1_and_8(checked):
 
 
 def test_a_failing_cell_names_the_failing_version(checked):
-    finish(checked.compat_run_id_ref, {"2.13.0": "passed", "2.14.1": "failed"})
-    tasks.compat_run_finished(run_id=checked.compat_run_id_ref, submission_id=checked.pk)
+    finish(checked.compat_run_id, {"2.13.0": "passed", "2.14.1": "failed"})
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
     one = checked.results.get(criterion=1)
     assert one.outcome == "unmet" and "2.14.1" in one.evidence_value
     assert "2.13.0" not in one.evidence_value.split("fails on")[1]
 
 
 def test_an_errored_cell_leaves_the_criteria_unknown(checked):
-    finish(checked.compat_run_id_ref, {"2.13.0": "passed", "2.14.1": "errored"})
-    tasks.compat_run_finished(run_id=checked.compat_run_id_ref, submission_id=checked.pk)
+    finish(checked.compat_run_id, {"2.13.0": "passed", "2.14.1": "errored"})
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
     assert checked.results.get(criterion=1).outcome == "unknown"
     assert checked.results.get(criterion=8).outcome == "unknown"
 
 
 def test_a_stale_run_is_ignored(checked):
-    finish(checked.compat_run_id_ref, {"2.13.0": "failed", "2.14.1": "failed"})
-    Submission.objects.filter(pk=checked.pk).update(
-        compat_run_id_ref=checked.compat_run_id_ref + 1000
-    )
-    tasks.compat_run_finished(run_id=checked.compat_run_id_ref, submission_id=checked.pk)
+    finish(checked.compat_run_id, {"2.13.0": "failed", "2.14.1": "failed"})
+    newer = CompatRun.objects.create(source_url=checked.repository_url, trigger="review")
+    Submission.objects.filter(pk=checked.pk).update(compat_run=newer)
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
     assert checked.results.get(criterion=1).outcome == "unknown"
 
 
@@ -170,9 +169,9 @@ def test_periodic_review_waits_for_its_compatibility_run(due_project, github, py
     pypi.publish("torchgood")
     tasks.periodic_review_due()
     review = PeriodicReview.objects.get(project=due_project)
-    assert review.state == "checking" and review.compat_run_id_ref
-    finish(review.compat_run_id_ref, {"2.13.0": "passed", "2.14.1": "failed"})
-    tasks.compat_run_finished(run_id=review.compat_run_id_ref, periodic_review_id=review.pk)
+    assert review.state == "checking" and review.compat_run_id
+    finish(review.compat_run_id, {"2.13.0": "passed", "2.14.1": "failed"})
+    tasks.compat_run_finished(run_id=review.compat_run_id, periodic_review_id=review.pk)
     review.refresh_from_db()
     assert review.state == "failing" and set(review.failing_criteria) == {1, 8}
 
@@ -183,5 +182,5 @@ def test_only_the_tac_decides_a_retirement(due_project, github, pypi, applicant)
     tasks.periodic_review_due()
     services.periodic_reviews_due(today=timezone.now().date() + timedelta(days=31))
     review = PeriodicReview.objects.get(project=due_project)
-    with pytest.raises(services.InvalidTransition):
+    with pytest.raises(services.NotAllowed):
         services.periodic_review_decide(review=review, retire=True, actor=applicant, note="x")
