@@ -77,8 +77,18 @@ def _database_from_env() -> dict:
     url = env("DATABASE_URL", default="")
     if url:
         database = env.db_url_config(url)
-        database.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         database["CONN_HEALTH_CHECKS"] = True
+        if env.bool("DATABASE_POOL", default=False) and "postgresql" in database["ENGINE"]:
+            # A bounded pool per process (the web under ASGI, see config/asgi.py): requests
+            # wait for one of its connections instead of each opening and keeping its own.
+            database["CONN_MAX_AGE"] = 0
+            database.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+                "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=30.0),
+            }
+        else:
+            database.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         return database
     return {
         "ENGINE": "django.db.backends.sqlite3",
