@@ -1,14 +1,17 @@
 """The public REST API: each app's endpoints assembled under /api/v1/, token login/logout, and
 the OpenAPI schema (/api/schema/), Swagger UI (/api/docs/) and Redoc (/api/redoc/)."""
 
+from django.core.exceptions import RequestDataTooBig
 from django.urls import include, path
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from knox import views as knox_views
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from ci_runners import api as ci_runners_api
 from registry import api as registry_api
@@ -18,6 +21,16 @@ router = DefaultRouter()
 registry_api.register(router)
 ci_runners_api.register(router)
 reviews_api.register(router)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's handler, plus a JSON 413 for a body past DATA_UPLOAD_MAX_MEMORY_SIZE (Django
+    would answer its HTML 400 page)."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
+    return drf_exception_handler(exc, context)
 
 
 class StrictBasicAuthentication(BasicAuthentication):

@@ -197,6 +197,7 @@ REST_FRAMEWORK = {
         "badge": env("API_THROTTLE_BADGE", default="6000/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
 
 LOGGING = {

@@ -1,0 +1,19 @@
+"""API errors are JSON, whatever goes wrong with the request."""
+
+import json
+
+import pytest
+from django.conf import settings
+
+
+@pytest.mark.django_db
+def test_an_oversized_json_body_is_a_json_413(client, django_user_model):
+    user = django_user_model.objects.create_user(username="big", password="pw-big-123456")
+    client.force_login(user)
+    body = json.dumps({"summary": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)})
+
+    response = client.post("/api/v1/applications/", body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("application/json")
+    assert "too large" in response.json()["detail"]
