@@ -27,15 +27,16 @@ import os
 import re
 import shutil
 import stat
-import subprocess  # noqa: S404 - uv and cp are run with argument lists, never a shell
 import tomllib
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ci_runners.agent import sandbox as sandbox_module
-from ci_runners.agent.sandbox import Limits, SandboxSpec
+from ci_runners.agent.process import run_tool
+from ci_runners.agent.sandbox import Limits, SandboxRun, SandboxSpec
 
 UV_IN_SANDBOX = "/opt/ecoreg-agent/bin/uv"
 DEFAULT_BUILD_TIMEOUT_S = 600.0
@@ -115,27 +116,25 @@ def package_without_wheel(uv_output: str) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
-def _run_tool(command: list[str], *, env: dict[str, str], what: str) -> None:
-    try:
-        completed = subprocess.run(  # noqa: S603
-            command,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=BUILD_ENV_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BuildError(f"{what} failed: {exc}") from exc
-    if completed.returncode != 0:
-        output = (completed.stderr or completed.stdout).strip()
-        package = package_without_wheel(output)
-        if package:
-            raise BuildError(
-                f"build requirement {package} has no wheel; build requirements are installed "
-                "from wheels only"
-            )
-        raise BuildError(f"{what} failed: " + "\n".join(output.splitlines()[-8:]))
+def _explain_missing_wheel(uv_output: str) -> str | None:
+    package = package_without_wheel(uv_output)
+    if package is None:
+        return None
+    return (
+        f"build requirement {package} has no wheel; build requirements are installed "
+        "from wheels only"
+    )
+
+
+def _run_build_tool(command: list[str], *, env: dict[str, str], what: str) -> None:
+    run_tool(
+        command,
+        env=env,
+        timeout_s=BUILD_ENV_TIMEOUT_S,
+        what=what,
+        error=BuildError,
+        explain=_explain_missing_wheel,
+    )
 
 
 def build_env(
@@ -173,13 +172,13 @@ def build_env(
         shutil.rmtree(staging, ignore_errors=True)
         try:
             what = "build requirements install"
-            _run_tool(
+            _run_build_tool(
                 [uv, "venv", "-q", "--relocatable", "-p", interpreter, str(staging)],
                 env=env,
                 what=what,
             )
             if requires:
-                _run_tool(
+                _run_build_tool(
                     [uv, "pip", "install", "--python", str(staging / "bin" / "python")]
                     + ["--link-mode", "hardlink", "--no-build", *index_args, *requires],
                     env=env,
@@ -195,7 +194,9 @@ def build_env(
 def _copy_build_env(*, cached: Path, destination: Path, env: dict[str, str]) -> None:
     """Hard-linked copy (instant) of the cached build venv, reachable by the sandbox uid."""
     try:
-        _run_tool(["cp", "-al", str(cached), str(destination)], env=env, what="build env copy")
+        _run_build_tool(
+            ["cp", "-al", str(cached), str(destination)], env=env, what="build env copy"
+        )
     except BuildError:
         shutil.rmtree(destination, ignore_errors=True)
         shutil.copytree(cached, destination, symlinks=True)  # another filesystem
@@ -254,6 +255,39 @@ def _check_wheel_archive(wheel: Path) -> None:
         raise BuildError("project build produced a wheel without METADATA")
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildDirs:
+    """A build's dirs under its build root: the copied build venv, and the sandbox's scratch
+    dir (the only one it may write) holding a copy of the source, the output dir and a
+    private uv cache."""
+
+    root: Path
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "build-env"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "sandbox"
+
+    @property
+    def src(self) -> Path:
+        return self.scratch / "src"
+
+    @property
+    def out(self) -> Path:
+        return self.scratch / "out"
+
+    @property
+    def cache(self) -> Path:
+        return self.scratch / "uv-cache"
+
+    @property
+    def wheel(self) -> Path:
+        return self.root / "wheel"
+
+
 def build_wheel(
     *,
     project_dir: Path,
@@ -277,6 +311,7 @@ def build_wheel(
     Raises BuildStopped when `should_stop` ended the build.
     """
     build_root.mkdir(mode=0o755)
+    dirs = BuildDirs(root=build_root)
     cached_env = build_env(
         cache_root=env_cache_root,
         requires=build_requires(project_dir),
@@ -286,21 +321,39 @@ def build_wheel(
         key_extra=key_extra,
         env=tool_env,
     )
-    venv = build_root / "build-env"
-    _copy_build_env(cached=cached_env, destination=venv, env=tool_env)
-    scratch = build_root / "sandbox"
-    src, out, cache = scratch / "src", scratch / "out", scratch / "uv-cache"
-    scratch.mkdir(mode=0o755)
-    shutil.copytree(project_dir, src, symlinks=True)
-    out.mkdir(mode=0o755)
-    cache.mkdir(mode=0o755)
-    sandbox_module.give_to_sandbox_user(scratch)
+    _copy_build_env(cached=cached_env, destination=dirs.venv, env=tool_env)
+    _prepare_scratch(dirs=dirs, project_dir=project_dir)
+    timeout = build_timeout_s()
+    spec = _build_spec(dirs=dirs, interpreter=interpreter, uv=uv, sandbox=sandbox, timeout=timeout)
+    run = sandbox_module.run_sandboxed(
+        spec=spec,
+        limits=Limits.from_environment(),
+        sandbox=sandbox,
+        on_output=on_output,
+        should_stop=should_stop,
+    )
+    _check_build_run(run=run, timeout=timeout)
+    return _take_wheel(out=dirs.out, destination=dirs.wheel)
 
+
+def _prepare_scratch(*, dirs: BuildDirs, project_dir: Path) -> None:
+    """A copy of the source, the output dir and a private uv cache, all the sandbox uid's."""
+    dirs.scratch.mkdir(mode=0o755)
+    shutil.copytree(project_dir, dirs.src, symlinks=True)
+    dirs.out.mkdir(mode=0o755)
+    dirs.cache.mkdir(mode=0o755)
+    sandbox_module.give_to_sandbox_user(dirs.scratch)
+
+
+def _build_spec(
+    *, dirs: BuildDirs, interpreter: str, uv: str, sandbox: bool, timeout: float
+) -> SandboxSpec:
+    """`uv build --wheel`, offline and without build isolation, in the copied build venv."""
     uv_path = UV_IN_SANDBOX if sandbox else uv
     env = {
-        "PATH": f"{venv / 'bin'}:{Path(uv_path).parent}:/usr/local/bin:/usr/bin:/bin",
-        "VIRTUAL_ENV": str(venv),
-        "UV_CACHE_DIR": str(cache),
+        "PATH": f"{dirs.venv / 'bin'}:{Path(uv_path).parent}:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(dirs.venv),
+        "UV_CACHE_DIR": str(dirs.cache),
         "UV_NO_PROGRESS": "1",
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_OFFLINE": "1",
@@ -311,29 +364,25 @@ def build_wheel(
         "--wheel",
         "--no-build-isolation",
         "--out-dir",
-        str(out),
+        str(dirs.out),
         "--python",
-        str(venv / "bin" / "python"),
-        str(src),
+        str(dirs.venv / "bin" / "python"),
+        str(dirs.src),
     ]
-    timeout = build_timeout_s()
-    spec = SandboxSpec(
+    return SandboxSpec(
         command=command,
-        work_dir=scratch,
-        cwd=src,
-        ro_binds=[venv, *_interpreter_binds(interpreter)],
+        work_dir=dirs.scratch,
+        cwd=dirs.src,
+        ro_binds=[dirs.venv, *_interpreter_binds(interpreter)],
         ro_binds_to={UV_IN_SANDBOX: Path(uv)},
         env=env,
         timeout_s=timeout,
         gpu=False,
     )
-    run = sandbox_module.run_sandboxed(
-        spec=spec,
-        limits=Limits.from_environment(),
-        sandbox=sandbox,
-        on_output=on_output,
-        should_stop=should_stop,
-    )
+
+
+def _check_build_run(*, run: SandboxRun, timeout: float) -> None:
+    """Raise BuildStopped or BuildError unless the sandboxed build succeeded."""
     notes = "; ".join(note for note in run.notes if "WITHOUT sandbox" not in note)
     if run.stopped:
         raise BuildStopped("project build stopped on request")
@@ -348,7 +397,6 @@ def build_wheel(
         raise BuildError(
             f"project build failed in the sandbox (exit {run.exit_code}){reason}:\n{tail}"
         )
-    return _take_wheel(out=out, destination=build_root / "wheel")
 
 
 def cached_wheel(*, cache_root: Path, key: str) -> Path | None:

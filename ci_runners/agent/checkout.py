@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess  # noqa: S404 - git is run with argument lists, never a shell
 from dataclasses import dataclass
 from pathlib import Path
+
+from ci_runners.agent.process import run_tool
 
 GIT = "git"
 CLONE_TIMEOUT_S = 600
@@ -24,19 +25,18 @@ class Checkout:
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    completed = subprocess.run(  # noqa: S603
+    def explain(output: str) -> str:
+        return f"git {args[0]} failed: {' '.join(output.splitlines()[-3:])}"
+
+    completed = run_tool(
         [GIT, *args],
         cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLONE_TIMEOUT_S,
-        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"},
+        timeout_s=CLONE_TIMEOUT_S,
+        what=f"git {args[0]}",
+        error=CheckoutError,
+        explain=explain,
     )
-    if completed.returncode != 0:
-        last = (completed.stderr.strip() or completed.stdout.strip()).splitlines()[-3:]
-        raise CheckoutError(f"git {args[0]} failed: {' '.join(last)}")
     return completed.stdout.strip()
 
 
@@ -67,6 +67,6 @@ def checkout_source(*, source: str, ref: str | None, destination: Path) -> Check
             _git("fetch", "--quiet", "--depth", "1", "origin", ref, cwd=destination)
             _git("checkout", "--quiet", "FETCH_HEAD", cwd=destination)
         commit = _git("rev-parse", "HEAD", cwd=destination)
-    except (CheckoutError, OSError, subprocess.TimeoutExpired) as exc:
+    except (CheckoutError, OSError) as exc:
         raise CheckoutError(f"clone failed: {exc}") from exc
     return Checkout(path=destination, commit=commit)

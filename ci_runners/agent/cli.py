@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from ci_runners.agent.contracts import Job, TestConfig
-from ci_runners.agent.runner import default_work_root, run_job
+from ci_runners.agent.runner import run_job
+from ci_runners.agent.workspace import default_work_root
 
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([a-z0-9.]*)?$")
 

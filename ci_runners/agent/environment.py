@@ -21,17 +21,21 @@ import json
 import os
 import re
 import shutil
-import subprocess  # noqa: S404 - uv and pip are run with argument lists, never a shell
 import sys
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_runners.agent import build as build_module
 from ci_runners.agent.build import BuildError
 from ci_runners.agent.contracts import Job
+from ci_runners.agent.process import run_tool
+
+if TYPE_CHECKING:
+    import subprocess  # noqa: S404 - the type of a finished tool run
 
 ENV_BUILD_TIMEOUT_S = 1800
 BASE_LAYOUT_VERSION = "2"
@@ -153,30 +157,28 @@ def wheel_sources(*, job: Job) -> WheelSources:
     return pip_configured_sources()
 
 
-def _run(command: list[str], *, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    try:
-        completed = subprocess.run(  # noqa: S603
-            command,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=ENV_BUILD_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise EnvBuildError(f"env build failed: timed out after {exc.timeout} s") from exc
-    except OSError as exc:
-        raise EnvBuildError(f"env build failed: {exc}") from exc
-    if completed.returncode != 0:
-        output = (completed.stderr or completed.stdout).strip()
-        package = build_module.package_without_wheel(output)
-        if package:
-            raise EnvBuildError(
-                f"env build failed: {package} has no wheel; source builds run only in the "
-                "sandbox, so dependencies must come as wheels"
-            )
-        raise EnvBuildError("env build failed: " + "\n".join(output.splitlines()[-8:]))
-    return completed
+def _explain_missing_wheel(uv_output: str) -> str | None:
+    package = build_module.package_without_wheel(uv_output)
+    if package is None:
+        return None
+    return (
+        f"env build failed: {package} has no wheel; source builds run only in the "
+        "sandbox, so dependencies must come as wheels"
+    )
+
+
+def _run(
+    command: list[str], *, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run_tool(
+        command,
+        env=env,
+        timeout_s=ENV_BUILD_TIMEOUT_S,
+        what="env build",
+        error=EnvBuildError,
+        check=check,
+        explain=_explain_missing_wheel,
+    )
 
 
 def _uv_env(cache: Path) -> dict[str, str]:
@@ -285,12 +287,9 @@ def _build_base(
         # Compile once here: the job's venv is read-only, and importing torch without its
         # bytecode costs 20 s or more per test run.
         # Best effort: some wheels ship files for newer pythons that do not compile.
-        subprocess.run(  # noqa: S603
+        _run(
             [str(python), "-m", "compileall", "-q", "-j", "0", str(staging / "lib")],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=ENV_BUILD_TIMEOUT_S,
             check=False,
         )
         staging.rename(base)
@@ -298,66 +297,172 @@ def _build_base(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _install_project(
-    *,
-    job: Job,
-    project_dir: Path,
-    venv: Path,
-    interpreter: str,
-    sources: WheelSources,
-    extras: list[str],
-    static_dependencies: bool,
-    wheel_key: str | None,
-    sandbox: bool,
-    env: dict[str, str],
-    uv_version: str,
-    on_output: Callable[[bytes], None] | None,
-    should_stop: Callable[[], bool] | None,
+@dataclass(frozen=True, kw_only=True)
+class Toolchain:
+    """What every step of one environment build uses: uv (its path, version and environment),
+    the resolved interpreter and the wheel sources."""
+
+    uv: str
+    uv_version: str
+    env: dict[str, str]
+    interpreter: str
+    interpreter_version: str
+    sources: WheelSources
+
+
+def _toolchain(*, job: Job, cache: Path) -> Toolchain:
+    env = _uv_env(cache)
+    uv = uv_executable()
+    sources = wheel_sources(job=job)
+    interpreter = _interpreter(job.python_version)
+    uv_version = _uv_version(uv)
+    interpreter, interpreter_version = _resolve_interpreter(interpreter, uv)
+    return Toolchain(
+        uv=uv,
+        uv_version=uv_version,
+        env=env,
+        interpreter=interpreter,
+        interpreter_version=interpreter_version,
+        sources=sources,
+    )
+
+
+def _base_requirements(*, job: Job, metadata: ProjectMetadata, extras: list[str]) -> list[str]:
+    """torch, pytest, the project's declared requirements and the job's extra ones."""
+    requirements = [job.torch_requirement, "pytest", *metadata.dependencies]
+    for extra in extras:
+        requirements += metadata.optional.get(extra, [])
+    requirements += list(job.test_config.extra_requirements)
+    if metadata.name:
+        # An extra may name the project itself ("proj[other]"): that comes with the project.
+        own = _normalize(metadata.name)
+        requirements = [r for r in requirements if _normalize(_requirement_name(r)) != own]
+    return requirements
+
+
+def _link_base(
+    *, job: Job, tools: Toolchain, requirements: list[str], cache: Path, venv: Path
 ) -> bool:
+    """Hard-link `venv` from the base environment of its cache key, built first if missing.
+
+    Returns whether the base was there already.
+    """
+    key_material = json.dumps(
+        {
+            "layout": BASE_LAYOUT_VERSION,
+            "python": [tools.interpreter, tools.interpreter_version],
+            "torch": job.torch_requirement,
+            "sources": tools.sources.uv_args(),
+            "requirements": sorted(requirements),
+            "uv": tools.uv_version,
+        },
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
+    base = cache / "bases" / key
+    with open(cache / "bases" / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache_hit = base.exists()
+        if not cache_hit:
+            _build_base(
+                base=base,
+                interpreter=tools.interpreter,
+                requirements=requirements,
+                sources=tools.sources,
+                env=tools.env,
+            )
+            (base / "ecoreg-base-key.json").write_text(key_material)
+        _run(["cp", "-al", str(base), str(venv)], env=tools.env)
+    return cache_hit
+
+
+def _wheel_key(*, commit: str | None, tools: Toolchain) -> str | None:
+    """The built wheel's cache key: only a commit fixes the whole source tree."""
+    if not build_module.is_commit(commit):
+        return None
+    wheel_material = json.dumps(
+        {
+            "layout": WHEEL_CACHE_LAYOUT_VERSION,
+            "commit": commit,
+            "python": [tools.interpreter, tools.interpreter_version],
+            "sources": tools.sources.uv_args(),
+            "uv": tools.uv_version,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(wheel_material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectBuild:
+    """How the project under test is built and installed into a job's venv."""
+
+    project_dir: Path
+    venv: Path
+    extras: list[str]
+    extra_requirements: list[str]
+    static_dependencies: bool
+    wheel_key: str | None
+    sandbox: bool
+    on_output: Callable[[bytes], None] | None
+    should_stop: Callable[[], bool] | None
+
+
+def _project_wheel(*, build: ProjectBuild, tools: Toolchain, build_root: Path) -> tuple[Path, bool]:
+    """The project's wheel from the cache, else built in the sandbox (and cached); and whether
+    it came from the cache."""
+    wheels = cache_dir() / "wheels"
+    if build.wheel_key:
+        cached = build_module.cached_wheel(cache_root=wheels, key=build.wheel_key)
+        if cached is not None:
+            return cached, True
+    try:
+        wheel = build_module.build_wheel(
+            project_dir=build.project_dir,
+            build_root=build_root,
+            interpreter=tools.interpreter,
+            uv=tools.uv,
+            index_args=tools.sources.uv_args(),
+            env_cache_root=cache_dir() / "build-envs",
+            tool_env=tools.env,
+            key_extra=tools.uv_version,
+            sandbox=build.sandbox,
+            on_output=build.on_output,
+            should_stop=build.should_stop,
+        )
+        if build.wheel_key:
+            wheel = build_module.store_wheel(cache_root=wheels, key=build.wheel_key, wheel=wheel)
+        build_module.wheel_name(wheel)  # a bad name is the build's fault: an env build error
+    except BuildError as exc:
+        raise EnvBuildError(f"env build failed: {exc}") from exc
+    return wheel, False
+
+
+def _install_wheel(*, build: ProjectBuild, tools: Toolchain, wheel: Path) -> None:
+    """Install the project's wheel (with its extras) and the job's extra requirements."""
+    suffix = f"[{','.join(build.extras)}]" if build.extras else ""
+    project = f"{build_module.wheel_name(wheel)}{suffix} @ {wheel.resolve().as_uri()}"
+    install = [tools.uv, "pip", "install", "--python", str(build.venv / "bin" / "python")]
+    install += ["--link-mode", "hardlink", "--no-build", *tools.sources.uv_args()]
+    wanted = [project, *build.extra_requirements]
+    try:
+        # Fast path: the base already holds every declared requirement, so neither the
+        # indexes nor a resolution are needed.
+        fast = ["--offline", "--no-deps"] if build.static_dependencies else ["--offline"]
+        _run(install + fast + wanted, env=tools.env)
+    except EnvBuildError:
+        _run(install + wanted, env=tools.env)
+
+
+def _install_project(*, build: ProjectBuild, tools: Toolchain) -> bool:
     """Build the project's wheel in the sandbox (or take it from the cache) and install it.
 
     Returns whether the wheel came from the cache.
     """
-    uv = uv_executable()
-    wheels = cache_dir() / "wheels"
-    build_root = venv.with_name(f"{venv.name}.build")
+    build_root = build.venv.with_name(f"{build.venv.name}.build")
     try:
-        wheel = build_module.cached_wheel(cache_root=wheels, key=wheel_key) if wheel_key else None
-        from_cache = wheel is not None
-        if wheel is None:
-            try:
-                wheel = build_module.build_wheel(
-                    project_dir=project_dir,
-                    build_root=build_root,
-                    interpreter=interpreter,
-                    uv=uv,
-                    index_args=sources.uv_args(),
-                    env_cache_root=cache_dir() / "build-envs",
-                    tool_env=env,
-                    key_extra=uv_version,
-                    sandbox=sandbox,
-                    on_output=on_output,
-                    should_stop=should_stop,
-                )
-                if wheel_key:
-                    wheel = build_module.store_wheel(cache_root=wheels, key=wheel_key, wheel=wheel)
-                name = build_module.wheel_name(wheel)
-            except BuildError as exc:
-                raise EnvBuildError(f"env build failed: {exc}") from exc
-        else:
-            name = build_module.wheel_name(wheel)
-        suffix = f"[{','.join(extras)}]" if extras else ""
-        project = f"{name}{suffix} @ {wheel.resolve().as_uri()}"
-        install = [uv, "pip", "install", "--python", str(venv / "bin" / "python")]
-        install += ["--link-mode", "hardlink", "--no-build", *sources.uv_args()]
-        wanted = [project, *job.test_config.extra_requirements]
-        try:
-            # Fast path: the base already holds every declared requirement, so neither the
-            # indexes nor a resolution are needed.
-            fast = ["--offline", "--no-deps"] if static_dependencies else ["--offline"]
-            _run(install + fast + wanted, env=env)
-        except EnvBuildError:
-            _run(install + wanted, env=env)
+        wheel, from_cache = _project_wheel(build=build, tools=tools, build_root=build_root)
+        _install_wheel(build=build, tools=tools, wheel=wheel)
     finally:
         shutil.rmtree(build_root, ignore_errors=True)
     return from_cache
@@ -383,85 +488,29 @@ def build_environment(
     started = time.monotonic()
     cache = cache_dir()
     (cache / "bases").mkdir(parents=True, exist_ok=True)
-    env = _uv_env(cache)
-    uv = uv_executable()
-    sources = wheel_sources(job=job)
+    tools = _toolchain(job=job, cache=cache)
     metadata = read_project_metadata(project_dir=project_dir)
     extras = _extras(job=job, metadata=metadata)
-    interpreter = _interpreter(job.python_version)
-    requirements = [job.torch_requirement, "pytest", *metadata.dependencies]
-    for extra in extras:
-        requirements += metadata.optional.get(extra, [])
-    requirements += list(job.test_config.extra_requirements)
-    if metadata.name:
-        # An extra may name the project itself ("proj[other]"): that comes with the project.
-        own = _normalize(metadata.name)
-        requirements = [r for r in requirements if _normalize(_requirement_name(r)) != own]
-
-    uv_version = _uv_version(uv)
-    interpreter, interpreter_version = _resolve_interpreter(interpreter, uv)
-    key_material = json.dumps(
-        {
-            "layout": BASE_LAYOUT_VERSION,
-            "python": [interpreter, interpreter_version],
-            "torch": job.torch_requirement,
-            "sources": sources.uv_args(),
-            "requirements": sorted(requirements),
-            "uv": uv_version,
-        },
-        sort_keys=True,
-    )
-    key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
-    base = cache / "bases" / key
-    with open(cache / "bases" / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cache_hit = base.exists()
-        if not cache_hit:
-            _build_base(
-                base=base,
-                interpreter=interpreter,
-                requirements=requirements,
-                sources=sources,
-                env=env,
-            )
-            (base / "ecoreg-base-key.json").write_text(key_material)
-        _run(["cp", "-al", str(base), str(venv)], env=env)
-
-    python = venv / "bin" / "python"
+    requirements = _base_requirements(job=job, metadata=metadata, extras=extras)
+    cache_hit = _link_base(job=job, tools=tools, requirements=requirements, cache=cache, venv=venv)
     wheel_cache_hit = None
     if build_module.has_build_system(project_dir):
-        wheel_key = None
-        if build_module.is_commit(commit):
-            wheel_material = json.dumps(
-                {
-                    "layout": WHEEL_CACHE_LAYOUT_VERSION,
-                    "commit": commit,
-                    "python": [interpreter, interpreter_version],
-                    "sources": sources.uv_args(),
-                    "uv": uv_version,
-                },
-                sort_keys=True,
-            )
-            wheel_key = hashlib.sha256(wheel_material.encode()).hexdigest()[:32]
-        wheel_cache_hit = _install_project(
-            job=job,
+        project = ProjectBuild(
             project_dir=project_dir,
             venv=venv,
-            interpreter=interpreter,
-            sources=sources,
             extras=extras,
+            extra_requirements=list(job.test_config.extra_requirements),
             static_dependencies=metadata.static_dependencies,
-            wheel_key=wheel_key,
+            wheel_key=_wheel_key(commit=commit, tools=tools),
             sandbox=sandbox,
-            env=env,
-            uv_version=uv_version,
             on_output=on_output,
             should_stop=should_stop,
         )
+        wheel_cache_hit = _install_project(build=project, tools=tools)
     # else: no build system; the tests import the project from the checkout.
     return BuiltEnvironment(
         venv=venv,
-        python=python,
+        python=venv / "bin" / "python",
         base_prefix=_base_prefix_of(venv),
         env_s=round(time.monotonic() - started, 3),
         cache_hit=cache_hit,

@@ -1,12 +1,13 @@
-"""Reading what a test run left behind: pytest's JUnit XML and the warnings plugin's report.
+"""Reading what a test run left behind: its exit, pytest's JUnit XML, the plugin's report.
 
-Both files were written by untrusted code. The XML goes through defusedxml (no entities, no
+The files were written by untrusted code. The XML goes through defusedxml (no entities, no
 DTD) before junitparser sees it, and every size is capped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,19 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped
 
-from ci_runners.agent.contracts import COUNT_KEYS
+from ci_runners.agent.contracts import COUNT_KEYS, CellState
 
 MAX_JUNIT_BYTES = 50 * 1024 * 1024
 MAX_PLUGIN_REPORT_BYTES = 5 * 1024 * 1024
 MAX_FAILURES = 50
 MAX_FAILURE_MESSAGE = 2000
 MAX_WARNINGS = 100
+PYTEST_EXIT_MEANINGS = {
+    2: "test run interrupted",
+    3: "pytest internal error",
+    4: "pytest usage error",
+    5: "no tests collected",
+}
 
 
 class JunitParseError(Exception):
@@ -142,3 +149,34 @@ def read_plugin_report(*, path: Path) -> dict[str, Any]:
         "outcomes": outcomes,
         "environment": {k: (str(v) if v is not None else None) for k, v in environment.items()},
     }
+
+
+def join_problems(*parts: str | None) -> str | None:
+    """The non-empty parts joined with "; ", or None when there are none."""
+    kept = [part for part in parts if part]
+    return "; ".join(kept) if kept else None
+
+
+def state_for_exit(*, exit_code: int | None) -> tuple[CellState, str | None]:
+    """The cell state of a pytest run that ended with `exit_code`, and the problem if any."""
+    if exit_code == 0:
+        return CellState.PASSED, None
+    if exit_code == 1:
+        return CellState.FAILED, None
+    if exit_code in PYTEST_EXIT_MEANINGS:
+        return CellState.ERRORED, f"pytest exit {exit_code}: {PYTEST_EXIT_MEANINGS[exit_code]}"
+    if exit_code is not None and exit_code < 0:
+        return CellState.ERRORED, f"test process killed by signal {-exit_code}"
+    return CellState.ERRORED, f"test process ended with exit code {exit_code}"
+
+
+def torch_from_venv(venv: Path) -> dict[str, str | None]:
+    """Fallback when the plugin did not report: read the installed torch's own files."""
+    found: dict[str, str | None] = {"torch": None, "cuda": None}
+    for version_file in venv.glob("lib/python*/site-packages/torch/version.py"):
+        text = version_file.read_text(errors="replace")
+        version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", text, re.MULTILINE)
+        cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)", text, re.MULTILINE)
+        found["torch"] = version.group(1) if version else None
+        found["cuda"] = cuda.group(1) if cuda else None
+    return found

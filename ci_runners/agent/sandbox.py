@@ -498,20 +498,53 @@ def run_sandboxed(
     """
     limits = limits or Limits.from_environment()
     notes: list[str] = []
-    if sandbox:
-        check_sandbox()
-        for path in [spec.work_dir, *spec.ro_binds, *spec.ro_binds_to.values()]:
-            if not _path_reachable_by_sandbox_user(path):
-                raise SandboxUnavailable(
-                    f"sandbox unavailable: {path} is not reachable by uid {SANDBOX_UID}"
-                )
-        command, env = bwrap_command(spec=spec)
-    else:
-        command = list(spec.command)
+    command, env = _command_and_env(spec=spec, sandbox=sandbox, notes=notes)
+    cgroup = _job_cgroup(limits=limits, notes=notes)
+    capture = OutputCap(keep=limits.output_keep_bytes)
+    started = time.monotonic()
+    process = _start(command=command, env=env, spec=spec, sandbox=sandbox, cgroup=cgroup)
+    watch = _RunWatch(
+        process=process, cgroup=cgroup, started=started, timeout_s=spec.timeout_s, limits=limits
+    )
+    try:
+        watch.pump(capture=capture, on_output=on_output, should_stop=should_stop, notes=notes)
+        process.wait()
+    finally:
+        _end_run(process=process, cgroup=cgroup, notes=notes)
+    if capture.cut:
+        notes.append(f"output capped: {capture.cut} bytes cut")
+    return SandboxRun(
+        exit_code=None if watch.timed_out or watch.stopped else process.returncode,
+        timed_out=watch.timed_out,
+        stopped=watch.stopped,
+        duration_s=round(time.monotonic() - started, 3),
+        output=capture.text(),
+        output_bytes=capture.total,
+        cut_bytes=capture.cut,
+        notes=notes,
+    )
+
+
+def _command_and_env(
+    *, spec: SandboxSpec, sandbox: bool, notes: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The bwrap command line, checked to be able to work here; or the bare command."""
+    if not sandbox:
         env = {"PATH": "/usr/bin:/bin", "HOME": str(spec.work_dir), "LANG": "C.UTF-8"}
         env.update(spec.env)
         notes.append("ran WITHOUT sandbox (--unsafe-no-sandbox)")
+        return list(spec.command), env
+    check_sandbox()
+    for path in [spec.work_dir, *spec.ro_binds, *spec.ro_binds_to.values()]:
+        if not _path_reachable_by_sandbox_user(path):
+            raise SandboxUnavailable(
+                f"sandbox unavailable: {path} is not reachable by uid {SANDBOX_UID}"
+            )
+    return bwrap_command(spec=spec)
 
+
+def _job_cgroup(*, limits: Limits, notes: list[str]) -> JobCgroup | None:
+    """The run's own cgroups, or None (with a note why) when they cannot be made here."""
     cgroup: JobCgroup | None = None
     why_not = cgroups_usable()
     if why_not is None:
@@ -523,13 +556,19 @@ def run_sandboxed(
             why_not = f"cgroup creation failed: {exc}"
     if cgroup is None:
         notes.append(f"limits reduced: {why_not}; only the wall time limit holds")
+    return cgroup
 
-    capture = OutputCap(keep=limits.output_keep_bytes)
-    started = time.monotonic()
-    timed_out = False
-    stopped = False
+
+def _start(
+    *,
+    command: list[str],
+    env: dict[str, str],
+    spec: SandboxSpec,
+    sandbox: bool,
+    cgroup: JobCgroup | None,
+) -> subprocess.Popen[bytes]:
     try:
-        process = subprocess.Popen(  # noqa: S603
+        return subprocess.Popen(  # noqa: S603
             command,
             cwd=spec.cwd if not sandbox else None,
             env=env,
@@ -544,75 +583,100 @@ def run_sandboxed(
             cgroup.remove()
         raise SandboxUnavailable(f"sandbox unavailable: {exc}") from exc
 
-    assert process.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
-    stream = process.stdout.fileno()
-    deadline = started + spec.timeout_s
-    terminated_at: float | None = None
-    next_stop_poll = started + STOP_POLL_S
 
-    def end_everything(signum: int) -> None:
-        if cgroup:
-            cgroup.signal_all(signum)
-        try:
-            os.killpg(process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+class _RunWatch:
+    """Reads a started run's output until it ends, and ends it: at its wall time limit, or
+    when `should_stop` says so (SIGTERM to all its processes, SIGKILL after the grace)."""
 
-    try:
+    def __init__(
+        self,
+        *,
+        process: subprocess.Popen[bytes],
+        cgroup: JobCgroup | None,
+        started: float,
+        timeout_s: float,
+        limits: Limits,
+    ) -> None:
+        self.process = process
+        self.cgroup = cgroup
+        self.deadline = started + timeout_s
+        self.next_stop_poll = started + STOP_POLL_S
+        self.kill_grace_s = limits.kill_grace_s
+        self.terminated_at: float | None = None
+        self.timed_out = False
+        self.stopped = False
+
+    def pump(
+        self,
+        *,
+        capture: OutputCap,
+        on_output: Callable[[bytes], None] | None,
+        should_stop: Callable[[], bool] | None,
+        notes: list[str],
+    ) -> None:
+        assert self.process.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
+        stream = self.process.stdout.fileno()
         while True:
             now = time.monotonic()
-            if not timed_out and not stopped and now >= deadline:
-                timed_out = True
-                terminated_at = now
-                end_everything(signal.SIGTERM)
-            if should_stop is not None and terminated_at is None and now >= next_stop_poll:
-                next_stop_poll = now + STOP_POLL_S
-                if should_stop():
-                    stopped = True
-                    terminated_at = now
-                    notes.append("stopped on request")
-                    end_everything(signal.SIGTERM)
-            if terminated_at is not None and now >= terminated_at + limits.kill_grace_s:
-                end_everything(signal.SIGKILL)
-            wait = 0.5 if terminated_at is None else 0.1
-            wait = min(wait, max(0.0, deadline - now)) if not timed_out else wait
-            ready, _, _ = select.select([stream], [], [], wait)
+            self._enforce(now=now, should_stop=should_stop, notes=notes)
+            ready, _, _ = select.select([stream], [], [], self._wait_s(now))
             if ready:
                 chunk = os.read(stream, 1 << 20)
                 if not chunk:
-                    break
+                    return
                 capture.feed(chunk)
                 if on_output is not None:
                     on_output(chunk)
-            elif process.poll() is not None and terminated_at is None:
+            elif self.process.poll() is not None and self.terminated_at is None:
                 # The command ended but something still holds the pipe open.
-                terminated_at = time.monotonic() - limits.kill_grace_s
-        process.wait()
-    finally:
-        if cgroup:
-            notes.extend(cgroup.events())
-            if not cgroup.kill_all():
-                notes.append("some processes could not be killed")
-            cgroup.remove()
-        else:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+                self.terminated_at = time.monotonic() - self.kill_grace_s
 
-    if capture.cut:
-        notes.append(f"output capped: {capture.cut} bytes cut")
-    return SandboxRun(
-        exit_code=None if timed_out or stopped else process.returncode,
-        timed_out=timed_out,
-        stopped=stopped,
-        duration_s=round(time.monotonic() - started, 3),
-        output=capture.text(),
-        output_bytes=capture.total,
-        cut_bytes=capture.cut,
-        notes=notes,
-    )
+    def _enforce(
+        self, *, now: float, should_stop: Callable[[], bool] | None, notes: list[str]
+    ) -> None:
+        if not self.timed_out and not self.stopped and now >= self.deadline:
+            self.timed_out = True
+            self.terminated_at = now
+            self._signal_all(signal.SIGTERM)
+        if should_stop is not None and self.terminated_at is None and now >= self.next_stop_poll:
+            self.next_stop_poll = now + STOP_POLL_S
+            if should_stop():
+                self.stopped = True
+                self.terminated_at = now
+                notes.append("stopped on request")
+                self._signal_all(signal.SIGTERM)
+        if self.terminated_at is not None and now >= self.terminated_at + self.kill_grace_s:
+            self._signal_all(signal.SIGKILL)
+
+    def _wait_s(self, now: float) -> float:
+        wait = 0.5 if self.terminated_at is None else 0.1
+        return min(wait, max(0.0, self.deadline - now)) if not self.timed_out else wait
+
+    def _signal_all(self, signum: int) -> None:
+        if self.cgroup:
+            self.cgroup.signal_all(signum)
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _end_run(
+    *, process: subprocess.Popen[bytes], cgroup: JobCgroup | None, notes: list[str]
+) -> None:
+    """Kill whatever of the run is left and remove its cgroups (noting what they saw)."""
+    if cgroup:
+        notes.extend(cgroup.events())
+        if not cgroup.kill_all():
+            notes.append("some processes could not be killed")
+        cgroup.remove()
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_runners.agent import runner, sandbox
+from ci_runners.agent import sandbox, workspace
 from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import CANCELLED_ERROR, run_job
 
@@ -201,9 +201,9 @@ def test_stale_cgroups_of_this_agent_are_reaped_and_no_others(require_sandbox):
 
 def test_default_work_root_is_the_same_for_cli_and_worker(monkeypatch):
     monkeypatch.delenv("AGENT_WORK_ROOT", raising=False)
-    root = runner.default_work_root()
+    root = workspace.default_work_root()
 
     assert root == Path(tempfile.gettempdir()) / "ecosystem-registry-agent"
     assert not str(root).startswith(str(Path.home()))
     monkeypatch.setenv("AGENT_WORK_ROOT", "/srv/agent-work")
-    assert runner.default_work_root() == Path("/srv/agent-work")
+    assert workspace.default_work_root() == Path("/srv/agent-work")

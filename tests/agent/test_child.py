@@ -1,4 +1,4 @@
-"""The Celery task's child process (`python -m ci_runners.agent.celery --run-job`).
+"""The Celery task's child process (`python -m ci_runners.agent.child RESULT_PATH`).
 
 It runs run_job with its hooks: phases as events on stdout, the job's output on stderr, and
 SIGUSR1 (sent by the task when the cell is cancelled) ends the job as cancelled.
@@ -51,7 +51,7 @@ def test_child_reports_phases_streams_output_and_stops_on_sigusr1(
     )
     result_path = tmp_path / "result.json"
     child = subprocess.Popen(
-        [sys.executable, "-m", "ci_runners.agent.celery", "--run-job", str(result_path)],
+        [sys.executable, "-m", "ci_runners.agent.child", str(result_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
