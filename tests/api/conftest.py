@@ -5,6 +5,10 @@ from django.core.cache import cache
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from tests.factories import UserFactory
+
+PASSWORD = "correct horse battery"
+
 
 @pytest.fixture(autouse=True)
 def clean_throttle():
@@ -20,10 +24,10 @@ def api():
 
 
 @pytest.fixture
-def make_user(db, django_user_model):
+def make_user(db):
+    """`make_user(username, **fields)`: a user whose password is PASSWORD."""
+
     def make(username: str, **fields):
-        return django_user_model.objects.create_user(
-            username=username, password="correct horse battery", **fields
-        )
+        return UserFactory(username=username, password=PASSWORD, **fields)
 
     return make

@@ -7,6 +7,9 @@ import pytest
 from django.utils import timezone
 from knox.models import AuthToken
 
+from tests.api.conftest import PASSWORD
+from tests.factories import UserFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -14,11 +17,9 @@ def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def test_login_issues_a_hashed_expiring_token(api, make_user):
-    user = make_user("ada")
-    response = api.post(
-        "/api/v1/auth/login/", HTTP_AUTHORIZATION=basic("ada", "correct horse battery")
-    )
+def test_login_issues_a_hashed_expiring_token(api):
+    user = UserFactory(username="ada", password=PASSWORD)
+    response = api.post("/api/v1/auth/login/", HTTP_AUTHORIZATION=basic("ada", PASSWORD))
     assert response.status_code == 200
     token = response.json()["token"]
     stored = AuthToken.objects.get(user=user)
@@ -31,27 +32,27 @@ def test_login_issues_a_hashed_expiring_token(api, make_user):
     assert not AuthToken.objects.filter(user=user).exists()
 
 
-def test_login_refuses_bad_password_and_anonymous(api, make_user):
-    make_user("ada")
+def test_login_refuses_bad_password_and_anonymous(api):
+    UserFactory(username="ada", password=PASSWORD)
     bad = api.post("/api/v1/auth/login/", HTTP_AUTHORIZATION=basic("ada", "wrong"))
     assert bad.status_code == 401
     assert api.post("/api/v1/auth/login/").status_code in (401, 403)
 
 
-def test_login_with_a_session(api, make_user):
-    user = make_user("ada")
+def test_login_with_a_session(api):
+    user = UserFactory(username="ada")
     api.force_login(user)
     assert api.post("/api/v1/auth/login/").status_code == 200
 
 
-def test_expired_token_is_refused(api, make_user):
-    user = make_user("ada")
+def test_expired_token_is_refused(api):
+    user = UserFactory(username="ada")
     _, token = AuthToken.objects.create(user=user, expiry=timezone.timedelta(seconds=-1))
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api.post("/api/v1/auth/logout/").status_code == 401
 
 
-def test_nul_byte_in_basic_credentials_is_a_401(api, make_user):
-    make_user("ada")
+def test_nul_byte_in_basic_credentials_is_a_401(api):
+    UserFactory(username="ada", password=PASSWORD)
     response = api.post("/api/v1/auth/login/", HTTP_AUTHORIZATION=basic("a\x00da", "x\x00"))
     assert response.status_code == 401

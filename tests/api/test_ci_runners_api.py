@@ -3,31 +3,29 @@ cursor pagination of cells with failures and warnings."""
 
 import pytest
 
-from ci_runners.models import CompatCell, CompatRun, TorchTarget
-from registry.models import Project
+from tests.ci_runners.factories import CompatCellFactory, CompatRunFactory, TorchTargetFactory
+from tests.factories import UserFactory
+from tests.registry.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def runs(db):
-    project = Project.objects.create(slug="torchgeo", name="TorchGeo")
-    t13 = TorchTarget.objects.create(version="2.13.0", active=True)
-    t14 = TorchTarget.objects.create(version="2.14.1", active=True)
-    public = CompatRun.objects.create(project=project, trigger="schedule")
-    private = CompatRun.objects.create(source_url="https://github.com/a/b", trigger="review")
-    CompatCell.objects.create(
-        run=public, target=t13, project=project, state="passed", counts={"passed": 10}
-    )
-    CompatCell.objects.create(
+    project = ProjectFactory(slug="torchgeo", name="TorchGeo")
+    t13 = TorchTargetFactory(version="2.13.0")
+    t14 = TorchTargetFactory(version="2.14.1")
+    public = CompatRunFactory(project=project, trigger="schedule")
+    private = CompatRunFactory(project=None, source_url="https://github.com/a/b", trigger="review")
+    CompatCellFactory(run=public, target=t13, state="passed", counts={"passed": 10})
+    CompatCellFactory(
         run=public,
         target=t14,
-        project=project,
         state="failed",
         failures=[{"test": "test_x", "message": "boom"}],
         warnings=[{"category": "DeprecationWarning", "message": "old"}],
     )
-    CompatCell.objects.create(run=private, target=t14, state="queued")
+    CompatCellFactory(run=private, target=t14, state="queued")
     return public, private
 
 
@@ -36,12 +34,12 @@ def test_targets(api, runs):
     assert labels == ["2.13.0+cpu py3.11", "2.14.1+cpu py3.11"]
 
 
-def test_runs_are_scoped(api, runs, make_user):
+def test_runs_are_scoped(api, runs):
     public, private = runs
     anonymous = [r["id"] for r in api.get("/api/v1/runs/").json()["results"]]
     assert anonymous == [public.pk]
     assert api.get(f"/api/v1/runs/{private.pk}/").status_code == 404
-    api.force_authenticate(make_user("stella", is_staff=True))
+    api.force_authenticate(UserFactory(username="stella", is_staff=True))
     assert sorted(r["id"] for r in api.get("/api/v1/runs/").json()["results"]) == sorted(
         [public.pk, private.pk]
     )

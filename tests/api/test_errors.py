@@ -5,11 +5,12 @@ import json
 import pytest
 from django.conf import settings
 
+from tests.factories import UserFactory
+
 
 @pytest.mark.django_db
-def test_an_oversized_json_body_is_a_json_413(client, django_user_model):
-    user = django_user_model.objects.create_user(username="big", password="pw-big-123456")
-    client.force_login(user)
+def test_an_oversized_json_body_is_a_json_413(client):
+    client.force_login(UserFactory(username="big"))
     body = json.dumps({"summary": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)})
 
     response = client.post("/api/v1/applications/", body, content_type="application/json")

@@ -7,37 +7,33 @@ import pytest
 import yaml
 from django.utils import timezone
 
-from registry.models import Category, Project, RepoSnapshot
+from tests.factories import UserFactory
+from tests.registry.factories import CategoryFactory, ProjectFactory, RepoSnapshotFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def landscape(db):
-    modeling = Category.objects.create(name="Modeling", slug="modeling", position=1)
-    vision = Category.objects.create(name="Vision", slug="vision", parent=modeling)
-    training_root = Category.objects.create(name="Training", slug="training", position=2)
-    training = Category.objects.create(name="Distributed", slug="distributed", parent=training_root)
-    geo = Project.objects.create(
+    modeling = CategoryFactory(name="Modeling", slug="modeling", position=1)
+    vision = CategoryFactory(name="Vision", slug="vision", parent=modeling)
+    training_root = CategoryFactory(name="Training", slug="training", position=2)
+    training = CategoryFactory(name="Distributed", slug="distributed", parent=training_root)
+    geo = ProjectFactory(
         slug="torchgeo",
         name="TorchGeo",
         category=vision,
-        repo_owner="microsoft",
-        repo_name="torchgeo",
+        repository="microsoft/torchgeo",
         description="Geospatial datasets",
         works_with=["2.13", "2.14"],
         breaks_with=["2.12"],
         review_state="accepted",
     )
-    Project.objects.create(slug="deepspeed", name="DeepSpeed", kind="hosted", category=training)
-    Project.objects.create(slug="oldie", name="Oldie", status="retired", category=vision)
+    ProjectFactory(slug="deepspeed", name="DeepSpeed", kind="hosted", category=training)
+    ProjectFactory(slug="oldie", name="Oldie", status="retired", category=vision)
     now = timezone.now()
-    RepoSnapshot.objects.create(
-        project=geo, taken_at=now - timedelta(days=2), checked_at=now, stars=10
-    )
-    RepoSnapshot.objects.create(
-        project=geo, taken_at=now, checked_at=now, stars=2500, has_license=True
-    )
+    RepoSnapshotFactory(project=geo, taken_at=now - timedelta(days=2), checked_at=now, stars=10)
+    RepoSnapshotFactory(project=geo, taken_at=now, checked_at=now, stars=2500, has_license=True)
     return geo
 
 
@@ -93,15 +89,13 @@ def test_project_detail(api, landscape):
 
 
 def test_project_list_query_count_does_not_grow(api, landscape, django_assert_max_num_queries):
-    for n in range(10):
-        Project.objects.create(slug=f"extra-{n}", name=f"Extra {n}")
+    ProjectFactory.create_batch(10)
     with django_assert_max_num_queries(3):  # count, page, latest snapshots
         assert len(slugs(api.get("/api/v1/projects/"))) == 12
 
 
 def test_pagination(api, db):
-    for n in range(55):
-        Project.objects.create(slug=f"p-{n:02d}", name=f"P {n:02d}")
+    ProjectFactory.create_batch(55)
     first = api.get("/api/v1/projects/").json()
     assert first["count"] == 55 and len(first["results"]) == 50 and first["next"]
     second = api.get(first["next"]).json()
@@ -137,9 +131,9 @@ def test_landscape_export_json_and_yaml(api, landscape):
     assert yaml.safe_load(negotiated.content) == document
 
 
-def test_read_endpoints_refuse_writes(api, landscape, make_user):
+def test_read_endpoints_refuse_writes(api, landscape):
     assert api.post("/api/v1/projects/", {"slug": "x"}).status_code in (401, 403, 405)
-    staff = make_user("staff", is_staff=True, is_superuser=True)
+    staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
     api.force_authenticate(staff)
     assert api.post("/api/v1/projects/", {"slug": "x"}).status_code == 405
     assert api.delete("/api/v1/projects/torchgeo/").status_code == 405

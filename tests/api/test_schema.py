@@ -13,7 +13,8 @@ from knox.models import AuthToken
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from registry.models import Category, Project
+from tests.factories import UserFactory
+from tests.registry.factories import CategoryFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -40,13 +41,13 @@ def test_schema_and_ui_pages(client):
 def api_schema(db, django_user_model):
     from django.core.wsgi import get_wsgi_application
 
-    category = Category.objects.create(name="Modeling", slug="modeling")
-    sub = Category.objects.create(name="Vision", slug="vision", parent=category)
-    Project.objects.create(
+    category = CategoryFactory(name="Modeling", slug="modeling")
+    sub = CategoryFactory(name="Vision", slug="vision", parent=category)
+    ProjectFactory(
         slug="torchgeo", name="TorchGeo", category=sub, works_with=["2.14"],
         accepted_on=date(2025, 1, 1),
     )  # fmt: skip
-    Project.objects.create(slug="oldie", name="Oldie", status="retired")
+    ProjectFactory(slug="oldie", name="Oldie", status="retired")
     # As Django's test client does: keep the test's connection (and transaction) open.
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
@@ -58,8 +59,8 @@ def api_schema(db, django_user_model):
 
 
 @pytest.fixture
-def staff_token(django_user_model):
-    user = django_user_model.objects.create_user("fuzz-staff", is_staff=True, is_superuser=True)
+def staff_token(db):
+    user = UserFactory(username="fuzz-staff", is_staff=True, is_superuser=True)
     return AuthToken.objects.create(user=user)[1]
 
 

@@ -1,11 +1,10 @@
-"""Fixtures of the badge tests: a clean badge cache and a small project factory."""
+"""Fixtures of the badge tests: a clean badge cache (projects come from ProjectFactory)."""
 
 import pytest
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
 from registry.badge_cache import badge_key_prefix
-from registry.models import Project
 
 
 def _drop_keys(pattern: str) -> None:
@@ -21,12 +20,3 @@ def clean_badge_cache():
     _drop_keys(cache.make_key("throttle_*"))
     yield
     _drop_keys(badge_key_prefix() + ":*")
-
-
-@pytest.fixture
-def make_project(db):
-    def make(slug: str = "torchgeo", **fields) -> Project:
-        fields.setdefault("name", slug.title())
-        return Project.objects.create(slug=slug, **fields)
-
-    return make

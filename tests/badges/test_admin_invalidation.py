@@ -5,7 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from registry.models import Project
+from tests.registry.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def change_form_data(project, **changes):
 
 
 def test_status_changed_in_the_admin_shows_on_the_badge(admin_client, client):
-    project = Project.objects.create(slug="torchgeo", name="TorchGeo")
+    project = ProjectFactory(slug="torchgeo", name="TorchGeo")
     assert badge_message(client, "torchgeo") == "active"  # now cached
 
     url = reverse("admin:registry_project_change", args=[project.pk])
@@ -44,7 +44,7 @@ def test_status_changed_in_the_admin_shows_on_the_badge(admin_client, client):
 
 
 def test_renamed_slug_in_the_admin_leaves_no_stale_badge(admin_client, client):
-    project = Project.objects.create(slug="oldname", name="Old")
+    project = ProjectFactory(slug="oldname", name="Old")
     assert badge_message(client, "oldname") == "active"
 
     url = reverse("admin:registry_project_change", args=[project.pk])

@@ -17,6 +17,7 @@ from django_redis import get_redis_connection
 
 from registry import badge_cache, services
 from registry.badge_asgi import BadgeFastPath
+from tests.registry.factories import ProjectFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,8 +63,8 @@ def call(app, path: str, *, method: str = "GET", headers: dict | None = None):
 
 
 @pytest.mark.django_db
-def test_cached_badge_is_served_without_django(make_project):
-    make_project("torchgeo", works_with=["2.14"])
+def test_cached_badge_is_served_without_django():
+    ProjectFactory(slug="torchgeo", works_with=["2.14"])
     rendered = badge_cache.badge_get(slug="torchgeo", kind="compat", fmt="svg")  # fills Redis
     inner = RecordingApp()
     app = BadgeFastPath(inner)
@@ -88,8 +89,8 @@ def test_cached_badge_is_served_without_django(make_project):
 
 
 @pytest.mark.django_db
-def test_misses_and_other_requests_go_to_django(make_project):
-    project = make_project("torchgeo")
+def test_misses_and_other_requests_go_to_django():
+    project = ProjectFactory(slug="torchgeo")
     inner = RecordingApp()
     app = BadgeFastPath(inner)
     assert call(app, "/badges/torchgeo/compat.svg")[0] == 299  # not cached yet
@@ -132,9 +133,9 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
 
 
 @pytest.mark.django_db
-def test_local_copy_follows_the_invalidation_channel(make_project):
-    make_project("torchgeo", works_with=["2.14"])
-    make_project("other")
+def test_local_copy_follows_the_invalidation_channel():
+    ProjectFactory(slug="torchgeo", works_with=["2.14"])
+    ProjectFactory(slug="other")
     rendered = badge_cache.badge_get(slug="torchgeo", kind="compat", fmt="svg")
     badge_cache.badge_get(slug="other", kind="compat", fmt="svg")
     key = badge_cache.badge_cache_key(badge_cache.badge_key_prefix(), "torchgeo", "compat", "svg")
@@ -225,8 +226,8 @@ def uvicorn_server(transactional_db):
         process.wait(timeout=10)
 
 
-def test_config_asgi_under_uvicorn(uvicorn_server, make_project):
-    project = make_project("torchgeo", works_with=["2.13"])
+def test_config_asgi_under_uvicorn(uvicorn_server):
+    project = ProjectFactory(slug="torchgeo", works_with=["2.13"])
     miss = requests.get(uvicorn_server + "/badges/torchgeo/compat.json", timeout=5)
     assert miss.status_code == 200 and miss.json()["message"] == "2.13"
     assert "X-Frame-Options" in miss.headers  # Django's middleware answered the miss

@@ -4,6 +4,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from tests.registry.factories import ProjectFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -12,8 +14,8 @@ def test_fragment_is_wired_into_the_project_page():
     assert reverse("badges:snippets", kwargs={"slug": "x"}) == "/badges/x/snippets/"
 
 
-def test_snippets_for_each_badge(client, make_project):
-    make_project("torchgeo", name='Torch "Geo" <b>')
+def test_snippets_for_each_badge(client):
+    ProjectFactory(slug="torchgeo", name='Torch "Geo" <b>')
     response = client.get("/badges/torchgeo/snippets/")
     assert response.status_code == 200
     html = response.content.decode()

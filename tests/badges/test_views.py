@@ -12,6 +12,7 @@ from registry import services
 from registry.badge_cache import badge_cache_key, badge_key_prefix
 from registry.models import Project
 from registry.repository_urls import Repository
+from tests.registry.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +30,8 @@ def message_of(client, slug: str, kind: str) -> str:
     return json.loads(client.get(url(slug, kind, "json")).content)["message"]
 
 
-def test_svg_headers(client, make_project):
-    make_project("torchgeo", works_with=["2.13", "2.14"])
+def test_svg_headers(client):
+    ProjectFactory(slug="torchgeo", works_with=["2.13", "2.14"])
     response = client.get(url("torchgeo", "compat"))
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml; charset=utf-8"
@@ -43,8 +44,8 @@ def test_svg_headers(client, make_project):
     assert root.get("aria-label") == "pytorch: 2.13 | 2.14"
 
 
-def test_json_is_the_shields_endpoint_document(client, make_project):
-    make_project("torchgeo", status=Project.Status.RETIRED)
+def test_json_is_the_shields_endpoint_document(client):
+    ProjectFactory(slug="torchgeo", status=Project.Status.RETIRED)
     response = client.get(url("torchgeo", "ecosystem", "json"))
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
@@ -58,8 +59,8 @@ def test_json_is_the_shields_endpoint_document(client, make_project):
     }
 
 
-def test_if_none_match_gives_304(client, make_project):
-    make_project("torchgeo")
+def test_if_none_match_gives_304(client):
+    ProjectFactory(slug="torchgeo")
     first = client.get(url("torchgeo", "review"))
     etag = first["ETag"]
     again = client.get(url("torchgeo", "review"), HTTP_IF_NONE_MATCH=etag)
@@ -92,23 +93,21 @@ def test_absurd_slug_is_unknown_and_not_cached(client, django_assert_num_queries
     assert cached(slug, "compat", "svg") is None
 
 
-def test_unknown_kind_or_format_is_404(client, make_project):
-    make_project("torchgeo")
+def test_unknown_kind_or_format_is_404(client):
+    ProjectFactory(slug="torchgeo")
     assert client.get("/badges/torchgeo/stars.svg").status_code == 404
     assert client.get("/badges/torchgeo/compat.png").status_code == 404
 
 
-def test_only_get_and_head(client, make_project):
-    make_project("torchgeo")
+def test_only_get_and_head(client):
+    ProjectFactory(slug="torchgeo")
     assert client.post(url("torchgeo", "compat")).status_code == 405
     head = client.head(url("torchgeo", "compat"))
     assert head.status_code == 200 and head["ETag"]
 
 
-def test_uncached_costs_one_query_cached_costs_none(
-    client, make_project, django_assert_num_queries
-):
-    make_project("torchgeo", works_with=["2.14"])
+def test_uncached_costs_one_query_cached_costs_none(client, django_assert_num_queries):
+    ProjectFactory(slug="torchgeo", works_with=["2.14"])
     with django_assert_num_queries(1):
         first = client.get(url("torchgeo", "compat"))
     # One miss filled every badge of the project.
@@ -129,8 +128,8 @@ def test_unknown_slug_uncached_one_query_then_none(client, db, django_assert_num
         client.get(url("ghost", "compat"))
 
 
-def test_compat_change_drops_the_cached_badges(client, make_project):
-    project = make_project("torchgeo", works_with=["2.13"])
+def test_compat_change_drops_the_cached_badges(client):
+    project = ProjectFactory(slug="torchgeo", works_with=["2.13"])
     assert message_of(client, "torchgeo", "compat") == "2.13"
     etag = client.get(url("torchgeo", "compat"))["ETag"]
     services.project_set_compat_summary(
@@ -141,8 +140,8 @@ def test_compat_change_drops_the_cached_badges(client, make_project):
     assert client.get(url("torchgeo", "compat"), HTTP_IF_NONE_MATCH=etag).status_code == 200
 
 
-def test_review_change_drops_the_cached_badges(client, make_project):
-    project = make_project("torchgeo")
+def test_review_change_drops_the_cached_badges(client):
+    project = ProjectFactory(slug="torchgeo")
     assert message_of(client, "torchgeo", "review") == "none"
     services.project_set_review_state(project=project, review_state="in_review")
     assert message_of(client, "torchgeo", "review") == "in review"
@@ -150,8 +149,8 @@ def test_review_change_drops_the_cached_badges(client, make_project):
     assert message_of(client, "torchgeo", "review") == "accepted"
 
 
-def test_status_change_drops_the_cached_badges(client, make_project):
-    project = make_project("torchgeo")
+def test_status_change_drops_the_cached_badges(client):
+    project = ProjectFactory(slug="torchgeo")
     assert message_of(client, "torchgeo", "ecosystem") == "active"
     services.project_retire(project=project)
     assert message_of(client, "torchgeo", "ecosystem") == "retired"
@@ -170,8 +169,8 @@ def test_onboarding_replaces_a_cached_unknown(client, db):
     assert message_of(client, "torchgeo", "ecosystem") == "hosted"
 
 
-def test_hostile_review_state_is_escaped_end_to_end(client, make_project):
-    project = make_project("torchgeo")
+def test_hostile_review_state_is_escaped_end_to_end(client):
+    project = ProjectFactory(slug="torchgeo")
     services.project_set_review_state(project=project, review_state="</text><script>x</script>")
     body = client.get(url("torchgeo", "review")).content.decode()
     assert "<script" not in body and "&lt;script&gt;" in body

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 
-from ci_runners.models import ProjectTestConfig, TorchTarget
-from registry.models import MaintainerIdentity, Project
+from tests.ci_runners.factories import ProjectTestConfigFactory, TorchTargetFactory
+from tests.factories import UserFactory
+from tests.registry.factories import MaintainerIdentityFactory, ProjectFactory
+
+PASSWORD = "pw"
 
 
 def free_port() -> int:
@@ -112,49 +114,45 @@ def broker(private_redis, settings):
 @pytest.fixture
 def targets(db):
     return [
-        TorchTarget.objects.create(version="2.13.0", variant="cpu", active=True),
-        TorchTarget.objects.create(version="2.14.1", variant="", active=True),
+        TorchTargetFactory(version="2.13.0", variant="cpu"),
+        TorchTargetFactory(version="2.14.1", variant=""),
     ]
 
 
 @pytest.fixture
 def gpu_target(db):
-    return TorchTarget.objects.create(
-        version="2.14.1", variant="cu126", capability="cuda.sm90", active=True
-    )
+    return TorchTargetFactory(version="2.14.1", variant="cu126", capability="cuda.sm90")
 
 
 @pytest.fixture
 def project(db):
-    project = Project.objects.create(
+    project = ProjectFactory(
         slug="torchthing",
         name="TorchThing",
-        repo_owner="thingorg",
-        repo_name="torchthing",
+        repository="thingorg/torchthing",
         maintainers=["alice-gh"],
     )
-    ProjectTestConfig.objects.create(project=project, pytest_args=["-x"], timeout_s=300)
+    ProjectTestConfigFactory(project=project, pytest_args=["-x"], timeout_s=300)
     return project
-
-
-def make_user(username: str, **extra):
-    return get_user_model().objects.create_user(username=username, password="pw", **extra)
 
 
 @pytest.fixture
 def staff(db):
-    return make_user("staff", is_staff=True)
+    return UserFactory(username="staff", password=PASSWORD, is_staff=True)
 
 
 @pytest.fixture
 def maintainer(db):
-    user = make_user("alice")
-    MaintainerIdentity.objects.create(user=user, github_handle="alice-gh", verified=True)
-    return user
+    """Maintains `project`: their verified GitHub handle is among its maintainers."""
+    identity = MaintainerIdentityFactory(
+        user__username="alice", user__password=PASSWORD, github_handle="alice-gh", verified=True
+    )
+    return identity.user
 
 
 @pytest.fixture
 def other_user(db):
-    user = make_user("mallory")
-    MaintainerIdentity.objects.create(user=user, github_handle="mallory-gh", verified=True)
-    return user
+    identity = MaintainerIdentityFactory(
+        user__username="mallory", user__password=PASSWORD, github_handle="mallory-gh", verified=True
+    )
+    return identity.user

@@ -15,7 +15,9 @@ from ci_runners import services
 from ci_runners.agent.contracts import Job, Result
 from ci_runners.models import CellResult, CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import CellState, InvalidTransition
+from tests.ci_runners.factories import TorchTargetFactory
 from tests.fakes.http import FakeHTTPServer, Reply
+from tests.registry.factories import ProjectFactory
 
 
 def result_dict(state=CellState.PASSED, **extra) -> dict:
@@ -62,10 +64,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 AGENT_CHECK = """
 import json, sys
-from ci_runners.agent.celery import _claim, cell_still_wanted
+from ci_runners.agent.supervision import cell_still_wanted, claim_cell
 from ci_runners.agent.contracts import Job
 job = Job.from_dict(json.loads(sys.argv[1]))
-print(json.dumps([cell_still_wanted(job=job), _claim(job=job), _claim(job=job)]))
+print(json.dumps([cell_still_wanted(job=job), claim_cell(job=job), claim_cell(job=job)]))
 """
 
 
@@ -115,7 +117,7 @@ def test_stale_broker_keys_of_a_reused_cell_id_do_not_block_the_new_cell(
 
 
 def test_inactive_targets_are_not_run_and_no_target_is_refused(project, targets, db):
-    TorchTarget.objects.create(version="2.15.0", variant="cpu", active=False)
+    TorchTargetFactory(version="2.15.0", variant="cpu", active=False)
     run = services.compat_run_request(project=project, trigger="manual")
     assert run.cells.count() == 2
     TorchTarget.objects.update(active=False)
@@ -392,12 +394,8 @@ def test_pypi_unavailable_is_a_clear_error(settings, db):
 def test_nightly_runs_every_active_project_on_every_active_target(
     project, targets, broker, django_capture_on_commit_callbacks
 ):
-    from registry.models import Project
-
-    Project.objects.create(
-        slug="retired", name="Retired", status="retired", repo_owner="o", repo_name="r"
-    )
-    Project.objects.create(slug="norepo", name="No repo")
+    ProjectFactory(slug="retired", name="Retired", status="retired", repository="o/r")
+    ProjectFactory(slug="norepo", name="No repo")
     with django_capture_on_commit_callbacks(execute=True):
         assert services.nightly_runs() == 2
     assert CompatRun.objects.get().trigger == CompatRun.Trigger.SCHEDULE

@@ -10,9 +10,11 @@ from django.utils import timezone
 
 from ci_runners import services
 from ci_runners.agent.contracts import Result
-from ci_runners.models import CompatRun, RunnerHost
+from ci_runners.models import CompatRun
 from ci_runners.states import CellState
-from registry.models import Category, Project
+from registry.models import Project
+from tests.ci_runners.factories import RunnerHostFactory
+from tests.registry.factories import CategoryFactory, ProjectFactory
 
 
 @pytest.fixture
@@ -142,8 +144,8 @@ def test_fleet_page_shows_runners_queues_and_running_cells(client, run, broker):
     services.runner_heartbeat_record(
         name="gpu-7", queues=["runner.cpu"], version="1.0", cell_id=cell.pk, attempt=1
     )
-    RunnerHost.objects.create(name="gpu-gone", last_heartbeat=timezone.now() - timedelta(hours=1))
-    RunnerHost.objects.create(name="gpu-never")
+    RunnerHostFactory(name="gpu-gone", last_heartbeat=timezone.now() - timedelta(hours=1))
+    RunnerHostFactory(name="gpu-never")
     page = client.get(reverse("ci_runners:fleet")).content.decode()
     assert "gpu-7" in page and "alive" in page
     assert page.count('<span class="state errored">silent</span>') == 2
@@ -151,10 +153,8 @@ def test_fleet_page_shows_runners_queues_and_running_cells(client, run, broker):
     assert "TorchThing on 2.13.0+cpu py3.11" in page
 
 
-def make_projects(n: int, targets, category) -> None:
-    projects = Project.objects.bulk_create(
-        [Project(slug=f"p{i}", name=f"P{i:03d}", category=category) for i in range(n)]
-    )
+def projects_with_scheduled_runs(n: int, targets, category) -> None:
+    projects = [ProjectFactory(slug=f"p{i}", name=f"P{i:03d}", category=category) for i in range(n)]
     services.compat_runs_request_for_projects(
         projects=projects, targets=targets, trigger="schedule"
     )
@@ -168,8 +168,8 @@ def matrix_queries(client, **params) -> int:
 
 
 def test_global_matrix_answers_which_projects_break_on_a_version(client, targets, broker):
-    category = Category.objects.create(name="Training", slug="training")
-    make_projects(3, targets, category)
+    category = CategoryFactory(name="Training", slug="training")
+    projects_with_scheduled_runs(3, targets, category)
     broken = Project.objects.get(slug="p1")
     cell = broken.compat_cells.get(target=targets[1])
     services.cell_record_result(
@@ -187,14 +187,10 @@ def test_global_matrix_answers_which_projects_break_on_a_version(client, targets
 
 
 def test_global_matrix_query_count_does_not_grow_with_projects(client, targets, broker):
-    category = Category.objects.create(name="Training", slug="training")
-    make_projects(3, targets, category)
+    category = CategoryFactory(name="Training", slug="training")
+    projects_with_scheduled_runs(3, targets, category)
     few = matrix_queries(client)
-    make_projects_more = Project.objects.bulk_create(
-        [Project(slug=f"q{i}", name=f"Q{i:03d}") for i in range(60)]
-    )
-    services.compat_runs_request_for_projects(
-        projects=make_projects_more, targets=targets, trigger="schedule"
-    )
+    more = [ProjectFactory(slug=f"q{i}", name=f"Q{i:03d}") for i in range(60)]
+    services.compat_runs_request_for_projects(projects=more, targets=targets, trigger="schedule")
     assert matrix_queries(client) == few
     assert matrix_queries(client, page=2) == few

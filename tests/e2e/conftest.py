@@ -1,8 +1,20 @@
-"""Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright."""
+"""Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright,
+and the starting points of the review journeys."""
 
 from pathlib import Path
 
 import pytest
+
+from reviews import services
+from reviews.models import Submission, Vote
+from reviews.roles import REVIEWERS_GROUP, VOTING_GROUP
+from reviews.states import SubmissionState
+from tests.factories import UserFactory
+from tests.fakes.http import FakeHTTPServer, Reply
+from tests.registry.factories import CategoryFactory
+from tests.registry.fake_github import FakeGitHub
+from tests.reviews.conftest import healthy_repository
+from tests.reviews.factories import SubmissionFactory
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -40,3 +52,107 @@ def shoot():
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
     return save
+
+
+# --- the review journeys: the people, the fakes, and each starting point built by services -----
+
+PASSWORD = "a-Long-pass-123"
+REPOSITORY = "browserorg/torchbrowse"
+HUMAN_CRITERIA = (2, 3, 4, 5, 6, 10)
+
+
+@pytest.fixture
+def eager_celery():
+    from config.celery import app
+
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+@pytest.fixture
+def fakes(settings):
+    """Fake GitHub and PyPI that know TorchBrowse: the automated checks run against them."""
+    with FakeGitHub() as github, FakeHTTPServer() as pypi:
+        settings.GITHUB_API_URL = github.url
+        settings.GITHUB_TOKEN = ""
+        settings.PYPI_JSON_URL = pypi.url + "/pypi/{name}/json"
+        owner, name = REPOSITORY.split("/")
+        healthy_repository(github, owner=owner, name=name)
+        pypi.route(
+            "GET",
+            "/pypi/torchbrowse/json",
+            Reply(200, {"info": {"version": "0.4.0"}, "urls": [{"filename": "t.whl"}]}),
+        )
+        yield github
+
+
+@pytest.fixture
+def category(transactional_db):
+    return CategoryFactory(
+        name="Tooling", slug="tooling", parent=CategoryFactory(name="Training", slug="training")
+    )
+
+
+@pytest.fixture
+def applicant(transactional_db):
+    return UserFactory(username="maintainer", password=PASSWORD)
+
+
+@pytest.fixture
+def reviewer(transactional_db):
+    return UserFactory(username="reviewer", password=PASSWORD, groups=[REVIEWERS_GROUP])
+
+
+@pytest.fixture
+def voters(transactional_db):
+    return [
+        UserFactory(username=f"voter{i}", password=PASSWORD, groups=[VOTING_GROUP])
+        for i in range(3)
+    ]
+
+
+@pytest.fixture
+def in_review(applicant, fakes, eager_celery) -> Submission:
+    """TorchBrowse submitted by its applicant; the automated checks ran on commit."""
+    submission = SubmissionFactory(
+        applicant=applicant, repository=REPOSITORY, project_name="TorchBrowse"
+    )
+    services.submission_submit(submission=submission, actor=applicant)
+    submission.refresh_from_db()
+    assert submission.state == SubmissionState.IN_REVIEW
+    return submission
+
+
+@pytest.fixture
+def voting(in_review, reviewer, category, voters) -> Submission:
+    """The reviewer answered the human criteria, set the category and opened the vote."""
+    for number in HUMAN_CRITERIA:
+        services.criterion_answer(
+            submission=in_review,
+            criterion=number,
+            reviewer=reviewer,
+            outcome="met",
+            justification=f"Checked criterion {number} by hand.",
+        )
+    services.submission_set_category(submission=in_review, category=category, actor=reviewer)
+    services.submission_transition(submission=in_review, to=SubmissionState.VOTING, actor=reviewer)
+    in_review.refresh_from_db()
+    return in_review
+
+
+@pytest.fixture
+def everyone_approved(voting, voters) -> Submission:
+    for voter in voters:
+        services.vote_cast(submission=voting, voter=voter, choice=Vote.Choice.APPROVE)
+    return voting
+
+
+@pytest.fixture
+def accepted(everyone_approved, reviewer) -> Submission:
+    """The reviewer closed the vote once everyone had voted: TorchBrowse is accepted."""
+    services.vote_close(submission=everyone_approved, actor=reviewer)
+    everyone_approved.refresh_from_db()
+    assert everyone_approved.state == SubmissionState.ACCEPTED
+    return everyone_approved

@@ -1,54 +1,17 @@
-"""The whole review in a real browser: an applicant signs up and applies, the checks run
-against fake GitHub and PyPI, a reviewer answers the human criteria and opens the vote,
-three voting members approve, and the project shows up active on the landscape."""
+"""The review in a real browser, one journey per test: an applicant signs up and applies (the
+checks run against fake GitHub and PyPI), a reviewer answers the human criteria and opens the
+vote, voting members approve, the reviewer closes the vote, and the accepted project shows up
+active on the landscape. Each journey starts from a state built by the review services
+(fixtures in conftest.py), not from another test."""
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
-from registry.models import Category, Project
+from registry.models import Project
 from reviews.models import Submission
-from reviews.roles import REVIEWERS_GROUP, VOTING_GROUP
-from tests.fakes.http import FakeHTTPServer, Reply
-from tests.registry.fake_github import FakeGitHub
-from tests.reviews.conftest import DESCRIPTION, healthy_repository
-
-PASSWORD = "a-Long-pass-123"
+from tests.e2e.conftest import HUMAN_CRITERIA, PASSWORD
+from tests.reviews.factories import DESCRIPTION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def eager_celery():
-    from config.celery import app
-
-    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = before
-
-
-@pytest.fixture
-def fakes(settings):
-    with FakeGitHub() as github, FakeHTTPServer() as pypi:
-        settings.GITHUB_API_URL = github.url
-        settings.GITHUB_TOKEN = ""
-        settings.PYPI_JSON_URL = pypi.url + "/pypi/{name}/json"
-        healthy_repository(github, owner="browserorg", name="torchbrowse")
-        pypi.route(
-            "GET",
-            "/pypi/torchbrowse/json",
-            Reply(200, {"info": {"version": "0.4.0"}, "urls": [{"filename": "t.whl"}]}),
-        )
-        yield github
-
-
-def member(username: str, group: str):
-    user = get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.org", password=PASSWORD
-    )
-    user.groups.add(Group.objects.get_or_create(name=group)[0])
-    return user
 
 
 def sign_in(browser, live_server, email: str):
@@ -62,13 +25,7 @@ def sign_in(browser, live_server, email: str):
     return page
 
 
-def test_apply_review_vote_and_list(browser, live_server, fakes, eager_celery, shoot):
-    parent = Category.objects.create(name="Training", slug="training")
-    category = Category.objects.create(name="Tooling", slug="tooling", parent=parent)
-    member("reviewer", REVIEWERS_GROUP)
-    voters = [member(f"voter{i}", VOTING_GROUP) for i in range(3)]
-
-    # The applicant signs up and fills in the application.
+def test_an_applicant_signs_up_and_applies(browser, live_server, fakes, eager_celery, shoot):
     applicant = browser.new_context(viewport={"width": 412, "height": 915})  # a phone
     page = applicant.new_page()
     page.goto(f"{live_server.url}/accounts/signup/")
@@ -107,13 +64,16 @@ def test_apply_review_vote_and_list(browser, live_server, fakes, eager_celery, s
     submission = Submission.objects.get()
     assert submission.results.get(criterion=14).outcome == "met"
 
-    # A reviewer answers the human criteria, sets the category and opens the vote.
-    page = sign_in(browser, live_server, "reviewer@example.org")
+
+def test_a_reviewer_answers_the_criteria_sets_the_category_and_opens_the_vote(
+    browser, live_server, in_review, reviewer, category, shoot
+):
+    page = sign_in(browser, live_server, reviewer.email)
     page.goto(f"{live_server.url}/reviews/dashboard/")
     shoot(page, "04-dashboard")
     page.click("text=TorchBrowse")
     page.wait_for_selector("h1:has-text('TorchBrowse')")
-    for number in (2, 3, 4, 5, 6, 10):
+    for number in HUMAN_CRITERIA:
         row = page.locator(f"#criterion-{number}")
         row.locator("summary", has_text="Answer").click()
         form = row.locator("form[action$='/answer/']")
@@ -128,28 +88,37 @@ def test_apply_review_vote_and_list(browser, live_server, fakes, eager_celery, s
     page.click("button:has-text('Move')")
     page.wait_for_selector("#state:has-text('TAC vote')")
     shoot(page, "05-review-page-voting")
-    reviewer_page = page
 
-    # Three voting members approve (the vote panel updates in place with htmx).
+
+def test_voting_members_approve_and_the_vote_panel_updates_in_place(
+    browser, live_server, voting, voters, shoot
+):
     for index, voter in enumerate(voters):
         page = sign_in(browser, live_server, voter.email)
-        page.goto(f"{live_server.url}/reviews/dashboard/{submission.pk}/")
+        page.goto(f"{live_server.url}/reviews/dashboard/{voting.pk}/")
         page.check("#vote input[value=approve]")
         page.click("#vote button:has-text('Vote')")
         page.wait_for_selector("#my-vote:has-text('Approve')")
         if index == 0:
             shoot(page, "06-vote-panel")
 
-    # Everyone voted: the reviewer closes the vote; 3 of 3 approved.
-    reviewer_page.reload()
-    reviewer_page.click("button:has-text('Close the vote now')")
-    reviewer_page.wait_for_selector("#state:has-text('Accepted')")
-    assert reviewer_page.locator("text=3 of 3 eligible voting members approved").first.is_visible()
-    shoot(reviewer_page, "07-accepted")
 
-    # The project is listed, active, on the landscape page.
+def test_once_everyone_voted_the_reviewer_closes_the_vote_and_the_project_is_accepted(
+    browser, live_server, everyone_approved, reviewer, category, shoot
+):
+    page = sign_in(browser, live_server, reviewer.email)
+    page.goto(f"{live_server.url}/reviews/dashboard/{everyone_approved.pk}/")
+    page.click("button:has-text('Close the vote now')")
+    page.wait_for_selector("#state:has-text('Accepted')")
+    assert page.locator("text=3 of 3 eligible voting members approved").first.is_visible()
+    shoot(page, "07-accepted")
     project = Project.objects.get(repo_owner="browserorg")
     assert project.status == "active" and project.category == category
+
+
+def test_the_accepted_project_is_listed_active_on_the_landscape(
+    browser, live_server, accepted, shoot
+):
     page = browser.new_context().new_page()
     page.goto(f"{live_server.url}/")
     page.fill("input[name=q]", "TorchBrowse")

@@ -1,8 +1,10 @@
-"""Builders for the GitHub sync tests: a typical repository on the fake GitHub, a project."""
+"""Builders for the GitHub sync tests: a typical repository on the fake GitHub, its project."""
 
 from datetime import UTC, datetime, timedelta
 
-from registry.models import Project
+import factory
+
+from tests.registry.factories import ProjectFactory
 from tests.registry.fake_github import FakeCommit, FakeGitHub
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,7 +48,12 @@ def healthy_repository(fake: FakeGitHub, owner: str = "acme", name: str = "widge
     return fake.add_repository(owner, name, **fields)
 
 
-def make_project(slug: str = "widgets", owner: str = "acme", name: str = "widgets", **extra):
-    return Project.objects.create(
-        slug=slug, name=slug.title(), repo_owner=owner, repo_name=name, **extra
-    )
+class AcmeProjectFactory(ProjectFactory):
+    """The project of a repository on the fake GitHub: acme/<slug> unless `repository` is given,
+    slug "widgets" unless given, so `AcmeProjectFactory()` is the project of
+    `healthy_repository(fake)`."""
+
+    class Params:
+        repository = factory.LazyAttribute(lambda project: f"acme/{project.slug}")
+
+    slug = "widgets"

@@ -17,8 +17,9 @@ from registry.models import Project, RepoSnapshot
 from registry.services import GitHubSyncResult, project_sync_github
 from registry.sources import github
 from registry.tasks import sync_github_all, sync_github_project
+from tests.registry.factories import ProjectFactory
 from tests.registry.fake_github import FakeCommit, FakeGitHub
-from tests.registry.github_fixtures import NOW, healthy_repository, make_project
+from tests.registry.github_fixtures import NOW, AcmeProjectFactory, healthy_repository
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_fetch_unreachable_github(closed_port_url):
 @pytest.mark.django_db
 def test_full_sync_writes_a_snapshot_with_exact_figures(fake_github):
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
 
     outcome = project_sync_github(project=project)
 
@@ -225,7 +226,7 @@ def test_full_sync_writes_a_snapshot_with_exact_figures(fake_github):
 @pytest.mark.django_db
 def test_unchanged_repository_costs_one_request_answered_304(fake_github):
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     first = project_sync_github(project=project).snapshot
     fake_github.requests.clear()
 
@@ -246,7 +247,7 @@ def test_unchanged_repository_costs_one_request_answered_304(fake_github):
 @pytest.mark.django_db
 def test_changed_repository_adds_a_snapshot(fake_github):
     repository = healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     project_sync_github(project=project)
     repository.stars = 1300
 
@@ -259,7 +260,7 @@ def test_changed_repository_adds_a_snapshot(fake_github):
 @pytest.mark.django_db
 def test_rate_limit_within_max_wait_is_waited_out_once(fake_github):
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     fake_github.rate_limit(retry_after=1)
 
     outcome = project_sync_github(project=project)
@@ -272,7 +273,7 @@ def test_rate_limit_within_max_wait_is_waited_out_once(fake_github):
 @pytest.mark.django_db
 def test_rate_limit_beyond_max_wait_writes_nothing(fake_github):
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     fake_github.rate_limit(retry_after=600)
 
     outcome = project_sync_github(project=project)
@@ -290,7 +291,7 @@ def test_rate_limit_beyond_max_wait_writes_nothing(fake_github):
 def test_rate_limit_mid_sync_with_reset_header(fake_github):
     """A 403 with X-RateLimit-Remaining: 0 on a later request (the commits) also counts."""
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     commits_route = ("GET", "/repos/acme/widgets/commits")
     serve_commits = fake_github.server.routes[commits_route]
 
@@ -310,7 +311,7 @@ def test_rate_limit_mid_sync_with_reset_header(fake_github):
 
 @pytest.mark.django_db
 def test_not_found_is_recorded(fake_github):
-    project = make_project(owner="acme", name="gone")
+    project = AcmeProjectFactory(repository="acme/gone")
 
     outcome = project_sync_github(project=project)
 
@@ -325,7 +326,7 @@ def test_not_found_is_recorded(fake_github):
 @pytest.mark.django_db
 def test_forbidden_is_recorded_as_private(fake_github):
     healthy_repository(fake_github, status=403)
-    project = make_project()
+    project = AcmeProjectFactory()
 
     outcome = project_sync_github(project=project)
 
@@ -338,7 +339,7 @@ def test_forbidden_is_recorded_as_private(fake_github):
 @pytest.mark.django_db
 def test_rename_is_followed_and_recorded(fake_github):
     repository = healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     project_sync_github(project=project)
     fake_github.rename(repository, "acme-labs", "widgets-ng")
     fake_github.requests.clear()
@@ -362,8 +363,8 @@ def test_rename_is_followed_and_recorded(fake_github):
 @pytest.mark.django_db
 def test_rename_onto_a_name_another_project_lists_keeps_the_name(fake_github):
     repository = healthy_repository(fake_github)
-    project = make_project()
-    other = make_project(slug="other", owner="acme-labs", name="widgets-ng")
+    project = AcmeProjectFactory()
+    other = AcmeProjectFactory(slug="other", repository="acme-labs/widgets-ng")
     fake_github.rename(repository, "acme-labs", "widgets-ng")
 
     outcome = project_sync_github(project=project)
@@ -379,7 +380,7 @@ def test_rename_onto_a_name_another_project_lists_keeps_the_name(fake_github):
 
 @pytest.mark.django_db
 def test_unreachable_github_is_recorded_as_error(closed_port_url):
-    project = make_project()
+    project = AcmeProjectFactory()
 
     outcome = project_sync_github(project=project)
 
@@ -395,7 +396,7 @@ def test_server_error_is_recorded_as_error(fake_github):
     from tests.fakes.http import Reply
 
     fake_github.server.route("GET", "/repos/acme/widgets", Reply(502, {"message": "Bad Gateway"}))
-    project = make_project()
+    project = AcmeProjectFactory()
 
     outcome = project_sync_github(project=project)
 
@@ -410,7 +411,7 @@ def test_malformed_answer_is_recorded_as_error(fake_github):
     from tests.fakes.http import Reply
 
     fake_github.server.route("GET", "/repos/acme/widgets", Reply(200, "<html>proxy</html>"))
-    project = make_project()
+    project = AcmeProjectFactory()
 
     outcome = project_sync_github(project=project)
 
@@ -421,7 +422,7 @@ def test_malformed_answer_is_recorded_as_error(fake_github):
 
 @pytest.mark.django_db
 def test_project_without_repository_is_skipped(fake_github):
-    project = Project.objects.create(slug="bare", name="Bare")
+    project = ProjectFactory(slug="bare", name="Bare")
 
     assert project_sync_github(project=project).result == GitHubSyncResult.SKIPPED
     assert fake_github.requests == []
@@ -433,7 +434,7 @@ def test_project_without_repository_is_skipped(fake_github):
 @pytest.mark.django_db
 def test_task_reschedules_after_the_rate_limit_reset(fake_github, monkeypatch):
     healthy_repository(fake_github)
-    project = make_project()
+    project = AcmeProjectFactory()
     fake_github.rate_limit(retry_after=3600)
     retries = []
     original_retry = sync_github_project.retry
@@ -457,10 +458,10 @@ def test_task_reschedules_after_the_rate_limit_reset(fake_github, monkeypatch):
 def test_sync_all_fans_out_one_task_per_active_project(fake_github):
     healthy_repository(fake_github)
     healthy_repository(fake_github, owner="acme", name="gears", id=7)
-    make_project()
-    make_project(slug="gears", name="gears")
-    make_project(slug="old", name="old-thing", status=Project.Status.RETIRED)
-    Project.objects.create(slug="bare", name="Bare")
+    AcmeProjectFactory()
+    AcmeProjectFactory(slug="gears")
+    AcmeProjectFactory(slug="old", repository="acme/old-thing", status=Project.Status.RETIRED)
+    ProjectFactory(slug="bare", name="Bare")
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True  # each queued task runs here, against the fake
     try:
@@ -484,9 +485,9 @@ def run_command(*args):
 @pytest.mark.django_db
 def test_command_syncs_every_active_project_with_progress_and_summary(fake_github):
     healthy_repository(fake_github)
-    make_project()
-    make_project(slug="gone", name="gone")
-    make_project(slug="old", name="old", status=Project.Status.RETIRED)
+    AcmeProjectFactory()
+    AcmeProjectFactory(slug="gone")
+    AcmeProjectFactory(slug="old", status=Project.Status.RETIRED)
 
     out, err = run_command()
 
@@ -504,8 +505,8 @@ def test_command_syncs_every_active_project_with_progress_and_summary(fake_githu
 @pytest.mark.django_db
 def test_command_syncs_one_project(fake_github):
     healthy_repository(fake_github)
-    make_project()
-    make_project(slug="gone", name="gone")
+    AcmeProjectFactory()
+    AcmeProjectFactory(slug="gone")
 
     out, _ = run_command("--project", "widgets")
 
@@ -522,8 +523,8 @@ def test_command_unknown_slug_is_a_clear_error(fake_github):
 
 @pytest.mark.django_db
 def test_command_stops_with_a_clear_error_when_github_is_unreachable(closed_port_url):
-    make_project()
-    make_project(slug="gears", name="gears")
+    AcmeProjectFactory()
+    AcmeProjectFactory(slug="gears")
 
     with pytest.raises(CommandError, match="Cannot reach the GitHub API at http://127.0.0.1:"):
         run_command()
@@ -535,7 +536,7 @@ def test_command_stops_with_a_clear_error_when_github_is_unreachable(closed_port
 @pytest.mark.django_db(transaction=True)
 def test_command_exit_status_from_the_shell(closed_port_url):
     """Through manage.py's own error handling: exit status 1, a message, no traceback."""
-    make_project()
+    AcmeProjectFactory()
     database = django_settings.DATABASES["default"]
     env = {
         **os.environ,

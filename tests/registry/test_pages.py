@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from registry.models import Project, RepoSnapshot
+from registry.models import Project
+from tests.registry.factories import ProjectFactory, RepoSnapshotFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +63,7 @@ def test_project_page_shows_health_with_its_date_and_flags(client, imported_land
 
     project = Project.objects.get(slug="vissl")
     taken = timezone.now()
-    RepoSnapshot.objects.create(
+    RepoSnapshotFactory(
         project=project,
         taken_at=taken,
         checked_at=taken,
@@ -83,7 +84,7 @@ def test_unknown_project_is_a_404_page(client, db):
 
 
 def test_text_is_escaped(client, db):
-    Project.objects.create(
+    ProjectFactory(
         slug="evil", name="<script>alert(1)</script>", description='"><img src=x onerror=alert(1)>'
     )
     body = client.get("/projects/evil/").content.decode()

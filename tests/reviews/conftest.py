@@ -3,12 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
-from registry.models import Category
 from reviews.roles import REVIEWERS_GROUP, STAFF_GROUP, VOTING_GROUP
+from tests.factories import UserFactory
 from tests.fakes.http import FakeHTTPServer, Reply
+from tests.registry.factories import CategoryFactory, SubcategoryFactory
 from tests.registry.fake_github import FakeCommit, FakeGitHub
 
 DESCRIPTION = " ".join(["word"] * 150)
@@ -68,12 +67,7 @@ def eager_celery():
 
 
 def _user(username: str, *groups: str, **extra):
-    user = get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.org", password="pw-Secret-123", **extra
-    )
-    for name in groups:
-        user.groups.add(Group.objects.get_or_create(name=name)[0])
-    return user
+    return UserFactory(username=username, groups=list(groups), **extra)
 
 
 @pytest.fixture
@@ -108,8 +102,7 @@ def voters(db):
 
 @pytest.fixture
 def category(db):
-    parent = Category.objects.create(name="Modeling", slug="modeling")
-    return Category.objects.create(name="Vision", slug="vision", parent=parent)
+    return SubcategoryFactory(name="Vision", parent=CategoryFactory(name="Modeling"))
 
 
 def healthy_repository(github: FakeGitHub, owner="goodorg", name="torchgood", **fields):
