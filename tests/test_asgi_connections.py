@@ -30,11 +30,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _connections_to(database: str) -> int:
+APPLICATION = "ecoreg-asgi-burst"
+
+
+def _web_connections() -> int:
+    """Connections the web under test holds (tagged with its application_name)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [database],
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [APPLICATION]
         )
         return cursor.fetchone()[0]
 
@@ -49,7 +52,10 @@ def asgi_web(transactional_db):
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "DJANGO_DEBUG": "0",
         "DATABASE_POOL_MAX_SIZE": str(POOL_MAX),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+            f"?application_name={APPLICATION}"
+        ),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)],
@@ -68,23 +74,23 @@ def asgi_web(transactional_db):
                 if process.poll() is not None:
                     raise RuntimeError(process.stderr.read().decode()) from None
                 time.sleep(0.05)
-        yield base, db["NAME"]
+        yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 def test_a_burst_of_requests_stays_within_the_pool(asgi_web):
-    base, database = asgi_web
+    base = asgi_web
     peak = 0
 
     with ThreadPoolExecutor(max_workers=BURST) as pool:
         replies = [pool.submit(requests.get, base + "/", timeout=60) for _ in range(BURST)]
         while not all(reply.done() for reply in replies):
-            peak = max(peak, _connections_to(database))
+            peak = max(peak, _web_connections())
             time.sleep(0.01)
     statuses = [reply.result().status_code for reply in replies]
 
     assert statuses == [200] * BURST
     assert 0 < peak <= POOL_MAX
-    assert _connections_to(database) <= POOL_MAX
+    assert _web_connections() <= POOL_MAX
