@@ -7,29 +7,17 @@ would stay open per thread, idle, until the database refuses clients (pages then
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.uvicorn_server import session_database_url, uvicorn_serving
+
 BURST = 100
 POOL_MAX = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 APPLICATION = "ecoreg-asgi-burst"
 
 
@@ -45,39 +33,14 @@ def _web_connections() -> int:
 @pytest.fixture
 def asgi_web(transactional_db):
     """config.asgi under uvicorn with the deployed database settings (not the test ones)."""
-    port = _free_port()
-    db = connection.settings_dict
     env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_CONN_MAX_AGE"},
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "DJANGO_DEBUG": "0",
         "DATABASE_POOL_MAX_SIZE": str(POOL_MAX),
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-            f"?application_name={APPLICATION}"
-        ),
+        "DATABASE_URL": session_database_url(f"application_name={APPLICATION}"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(base + "/", timeout=30)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    raise RuntimeError(process.stderr.read().decode()) from None
-                time.sleep(0.05)
+    with uvicorn_serving(env=env, warmup_path="/") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_burst_of_requests_stays_within_the_pool(asgi_web):

@@ -2,24 +2,17 @@
 handed to Django; and the real thing (config.asgi under uvicorn) on a free port."""
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 from django_redis import get_redis_connection
 
 from registry import badge_cache, services
 from registry.badge_asgi import BadgeFastPath
 from tests.registry.factories import ProjectFactory
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.uvicorn_server import session_database_url, uvicorn_serving
 
 
 class RecordingApp:
@@ -186,44 +179,16 @@ def test_lifespan_is_answered():
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def uvicorn_server(transactional_db):
     """config.asgi:application under uvicorn, on the test database and the test cache."""
-    port = free_port()
-    db = connection.settings_dict
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": session_database_url(),
         "CACHE_URL": settings.CACHES["default"]["LOCATION"],
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(base + "/badges/warmup/compat.json", timeout=30)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    raise RuntimeError(process.stderr.read().decode()) from None
-                time.sleep(0.05)
+    with uvicorn_serving(env=env, warmup_path="/badges/warmup/compat.json") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_config_asgi_under_uvicorn(uvicorn_server):
