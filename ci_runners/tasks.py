@@ -16,43 +16,23 @@ from ci_runners.pypi import PyPIUnavailable
 logger = logging.getLogger(__name__)
 
 
-# The agent's messages: their fields are the wire's (`contracts.*Message`).
+# The agent's messages: their fields are the wire's (`contracts.*Message`) and the services'
+# keyword arguments.
 
 
 @shared_task(name=contracts.RESULT_TASK, acks_late=True)
 def record_cell_result(**fields: Any) -> None:
-    message = contracts.ResultMessage.from_kwargs(fields)
-    services.cell_record_result(
-        cell_id=message.cell_id,
-        attempt=message.attempt,
-        runner=message.runner,
-        result=message.result,
-        log=message.log,
-    )
+    services.cell_record_result(**contracts.ResultMessage.from_kwargs(fields).to_kwargs())
 
 
 @shared_task(name=contracts.PROGRESS_TASK, acks_late=True)
 def record_cell_progress(**fields: Any) -> None:
-    message = contracts.ProgressMessage.from_kwargs(fields)
-    services.cell_record_progress(
-        cell_id=message.cell_id,
-        attempt=message.attempt,
-        runner=message.runner,
-        phase=message.phase,
-        log_tail=message.log_tail,
-    )
+    services.cell_record_progress(**contracts.ProgressMessage.from_kwargs(fields).to_kwargs())
 
 
 @shared_task(name=contracts.HEARTBEAT_TASK, ignore_result=True)
 def runner_heartbeat(**fields: Any) -> None:
-    message = contracts.HeartbeatMessage.from_kwargs(fields)
-    services.runner_heartbeat_record(
-        name=message.name,
-        queues=message.queues,
-        version=message.version,
-        cell_id=message.cell_id,
-        attempt=message.attempt,
-    )
+    services.runner_heartbeat_record(**contracts.HeartbeatMessage.from_kwargs(fields).to_kwargs())
 
 
 @shared_task(name="ci_runners.reap_stale_cells")

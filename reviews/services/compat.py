@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from ci_runners.models import CompatCell, CompatRun
 from ci_runners.services import compat_run_request
+from ci_runners.states import CellState
 from registry.models import Project
 from reviews import checks
 from reviews.models import PeriodicReview, ReviewEvent, Submission
@@ -63,7 +64,7 @@ def compat_run_record(
 
 def _measure_run(run_id: int) -> list[checks.Measurement]:
     cells = list(CompatCell.objects.filter(run_id=run_id).select_related("target"))
-    failing = [c for c in cells if c.state != "passed"]
+    failing = [c for c in cells if c.state != CellState.PASSED]
     evidence_cell = failing[0] if failing else (cells[0] if cells else None)
     return checks.compat_measurements(
         cells, run_url=_cell_url(evidence_cell.pk if evidence_cell else None)
@@ -74,10 +75,7 @@ def _cell_url(cell_id: int | None) -> str:
     """Link to a compatibility cell's page (the evidence of criteria 1 and 8)."""
     if not cell_id:
         return ""
-    try:
-        return reverse("ci_runners:cell", kwargs={"cell_id": cell_id})
-    except NoReverseMatch:
-        return ""
+    return reverse("ci_runners:cell", kwargs={"cell_id": cell_id})
 
 
 def _record_for_submission(
