@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 
+from tests.private_redis import PrivateRedis
+
 
 @pytest.fixture(autouse=True)
 def no_event_loop_left_running():
@@ -15,3 +17,12 @@ def no_event_loop_left_running():
     assert asyncio.events._get_running_loop() is None, "an earlier test leaked a running loop"
     yield
     assert asyncio.events._get_running_loop() is None, "this test left an event loop running"
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory):
+    """A Celery broker of this test session's own (see `tests.private_redis`)."""
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

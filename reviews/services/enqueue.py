@@ -9,6 +9,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from ci_runners import broker
+
 # The names declared in reviews/tasks.py.
 RUN_AUTOMATED_CHECKS = "reviews.run_automated_checks"
 SEND_EVENT_NOTIFICATION = "reviews.send_event_notification"
@@ -27,7 +29,7 @@ def task_enqueue(*, name: str, kwargs: dict[str, Any], queue: str | None = None)
 def _send(*, name: str, kwargs: dict[str, Any], queue: str) -> None:
     app = current_app
     if not app.conf.task_always_eager:
-        app.send_task(name, kwargs=kwargs, queue=queue)
+        broker.send_by_name(name=name, kwargs=kwargs, queue=queue)
         return
     # Celery never runs `send_task` eagerly; run the registered task here, as `.delay()` would.
     if name not in app.tasks:
