@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -64,7 +65,9 @@ def runner_name() -> str:
 # --- the cell's broker keys -------------------------------------------------------------------
 
 
+@functools.cache
 def _redis() -> redis.Redis:
+    """One client (and connection pool; redis-py renews it after a fork) per process."""
     return redis.Redis.from_url(
         worker_config.BROKER_URL, socket_timeout=5, socket_connect_timeout=5
     )
