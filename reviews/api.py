@@ -21,7 +21,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from reviews import criteria, roles, services
+from reviews import criteria, roles, selectors, services
 from reviews.models import ANSWER_FIELDS, CriterionResult, Submission, Vote
 from reviews.states import NotAllowed, ReviewError, SubmissionState
 
@@ -292,7 +292,7 @@ class ReviewQueueViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Submission]:
         return (
-            Submission.objects.exclude(state=SubmissionState.DRAFT)
+            selectors.tac_submissions(user=self.request.user)
             .select_related("project")
             .order_by("state_changed_at", "id")
         )

@@ -19,6 +19,7 @@ from reviews.models import (
     ReviewEvent,
     Submission,
 )
+from reviews.roles import conflicted_submission_ids
 from reviews.states import (
     FINAL_STATES,
     PERIODIC_OPEN_STATES,
@@ -53,9 +54,17 @@ class QueueRow:
     stale: bool
 
 
+def tac_submissions(*, user) -> QuerySet[Submission]:
+    """Applications past the draft stage that `user` may see as TAC: not those they applied
+    for or maintain (`roles.conflicted_submission_ids`)."""
+    return Submission.objects.exclude(state=SubmissionState.DRAFT).exclude(
+        pk__in=conflicted_submission_ids(user=user)
+    )
+
+
 def dashboard_queue(*, user, filters: QueueFilters) -> list[QueueRow]:
     submissions = (
-        Submission.objects.exclude(state=SubmissionState.DRAFT)
+        tac_submissions(user=user)
         .select_related("applicant", "category")
         .annotate(
             reviewer_count=Count("reviewers", distinct=True),

@@ -17,7 +17,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from registry.models import Project
 from reviews import criteria, forms, selectors, services
 from reviews.models import REQUIRED_ANSWERS, OnboardingTask, PeriodicReview, Submission, Vote
-from reviews.roles import REVIEWERS_GROUP, STAFF_GROUP, can_review, can_vote, is_tac, user_roles
+from reviews.roles import (
+    REVIEWERS_GROUP,
+    STAFF_GROUP,
+    can_review,
+    can_vote,
+    conflict_reason,
+    is_tac,
+    user_roles,
+)
 from reviews.states import (
     APPLICANT,
     EDITABLE_STATES,
@@ -244,7 +252,7 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
     on_this = services.roles_on(submission=submission, actor=user)
     tally = services.vote_tally(submission=submission)
     my_vote = submission.votes.filter(voter=user).first()
-    conflict = services.conflict_reason(submission=submission, user=user)
+    conflict = conflict_reason(submission=submission, user=user)
     reviewers = (
         get_user_model()
         .objects.filter(groups__name__in=[REVIEWERS_GROUP, STAFF_GROUP], is_active=True)
@@ -288,7 +296,7 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
 @require_GET
 def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
     submission = get_object_or_404(
-        Submission.objects.exclude(state=SubmissionState.DRAFT).select_related(
+        selectors.tac_submissions(user=request.user).select_related(
             "applicant", "category__parent", "project"
         ),
         pk=pk,
@@ -296,8 +304,8 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "reviews/review_detail.html", _review_context(request, submission))
 
 
-def _tac_submission(pk: int) -> Submission:
-    return get_object_or_404(Submission.objects.exclude(state=SubmissionState.DRAFT), pk=pk)
+def _tac_submission(request: HttpRequest, pk: int) -> Submission:
+    return get_object_or_404(selectors.tac_submissions(user=request.user), pk=pk)
 
 
 def _back(pk: int, anchor: str = "") -> HttpResponse:
@@ -311,7 +319,7 @@ def _reviewer_post(view):
     @tac_required
     @require_POST
     def wrapped(request: HttpRequest, pk: int, *args, **kwargs):
-        submission = _tac_submission(pk)
+        submission = _tac_submission(request, pk)
         try:
             response = view(request, submission, *args, **kwargs)
         except ReviewError as error:

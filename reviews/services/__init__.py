@@ -48,7 +48,6 @@ from reviews.services.submissions import (
 )
 from reviews.services.votes import (
     VoteTally,
-    conflict_reason,
     eligible_voters,
     vote_cast,
     vote_close,
@@ -69,7 +68,7 @@ P = PeriodicReviewState
 __all__ = [
     "GRACE_PERIOD", "REVIEW_INTERVAL", "RESUBMIT_AFTER_MONTHS", "P", "InvalidTransition",
     "NotAllowed", "ResubmissionTooSoon", "ReviewError", "SubmissionIncomplete", "VoteTally",
-    "add_months", "comment_post", "compat_run_record", "conflict_reason", "criteria_ensure_rows",
+    "add_months", "comment_post", "compat_run_record", "criteria_ensure_rows",
     "criterion_answer", "criterion_override", "eligible_voters", "onboarding_task_set",
     "periodic_review_decide", "periodic_review_evaluate", "periodic_review_start",
     "periodic_review_transition", "periodic_reviews_due", "resubmission_opens_on",

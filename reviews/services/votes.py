@@ -17,7 +17,7 @@ from reviews.models import (
     Submission,
     Vote,
 )
-from reviews.roles import VOTING_GROUP
+from reviews.roles import VOTING_GROUP, conflict_reason, maintainer_handles_of
 from reviews.services.events import review_event_record
 from reviews.services.permissions import require_reviewer
 from reviews.services.submissions import submission_transition
@@ -38,14 +38,6 @@ Outcome = CriterionResult.Outcome
 # --- the vote -----------------------------------------------------------------------------------
 
 
-def _maintainer_handles(submission: Submission) -> set[str]:
-    handles = {handle.lower() for handle in submission.maintainer_handles}
-    project = submission.project
-    if project is not None:
-        handles |= {handle.lower() for handle in project.maintainers}
-    return handles
-
-
 def eligible_voters(*, submission: Submission) -> list[User]:
     """Active voting members, less those who maintain the project (and the applicant)."""
     from django.contrib.auth import get_user_model
@@ -57,20 +49,11 @@ def eligible_voters(*, submission: Submission) -> list[User]:
         .distinct()
         .order_by("pk")
     )
-    handles = _maintainer_handles(submission)
+    handles = maintainer_handles_of(submission)
     identities = dict(
         MaintainerIdentity.objects.filter(user__in=members).values_list("user_id", "github_handle")
     )
     return [m for m in members if identities.get(m.pk, "").lower() not in handles]
-
-
-def conflict_reason(*, submission: Submission, user: User) -> str:
-    if user.pk == submission.applicant_id:
-        return "You applied for this project, so you do not vote on it."
-    identity = MaintainerIdentity.objects.filter(user=user).first()
-    if identity and identity.github_handle.lower() in _maintainer_handles(submission):
-        return "You maintain this project, so you do not vote on it."
-    return ""
 
 
 @dataclass(frozen=True)
