@@ -43,7 +43,8 @@ SERVICE_ENV = {
 # The production command (Procfile / docker-compose `web`), with the port and worker count.
 SERVICE_COMMAND = [
     PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
-    "--workers", "{workers}", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+    "--workers", "{workers}", "--loop", "uvloop", "--http", "h11",
+    "--h11-max-incomplete-event-size", "65536", "--no-access-log",
 ]  # fmt: skip
 
 NGINX_CONF = """

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import requests
@@ -32,12 +32,15 @@ def session_database_url(query: str = "") -> str:
 
 
 @contextlib.contextmanager
-def uvicorn_serving(*, env: dict[str, str], warmup_path: str) -> Iterator[str]:
-    """Start `config.asgi:application` with `env` over ours; yield its base URL once
-    `warmup_path` answers; stop it after."""
+def uvicorn_serving(
+    *, env: dict[str, str], warmup_path: str, options: Sequence[str] = ()
+) -> Iterator[str]:
+    """Start `config.asgi:application` with `env` over ours and uvicorn `options`; yield its
+    base URL once `warmup_path` answers; stop it after."""
     port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", *options]
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)],
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
