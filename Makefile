@@ -51,7 +51,7 @@ bench-deps:
 	@bash scripts/system_deps.sh nginx wrk
 
 bench: install services bench-deps
-	for script in registry_pages agent_env compat_fleet badges; do $(BIN)/python bench/$$script.py; done
+	for script in registry_pages agent_env compat_fleet badges web_burst; do $(BIN)/python bench/$$script.py; done
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
