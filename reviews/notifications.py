@@ -1,13 +1,18 @@
 """Emails about review events: to the applicant's contacts, the assigned reviewers, the voting
-members (when a vote opens) and, for periodic reviews, the project's maintainers."""
+members (when a vote opens) and, for periodic reviews, the project's maintainers.
+
+Each recipient gets a message of their own (no one sees another's address), written for their
+audience: the applicant's side links the application page, the TAC's side the review page.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
 
 from registry.models import MaintainerIdentity
@@ -23,6 +28,15 @@ APPLICANT_KINDS = {
     ReviewEvent.Kind.DECISION,
     ReviewEvent.Kind.OVERRIDE,
 }
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One text for one audience; sent as a message per recipient."""
+
+    subject: str
+    body: str
+    recipients: set[str]
 
 
 def _site_url(path: str) -> str:
@@ -64,52 +78,59 @@ def maintainer_emails(review: PeriodicReview) -> set[str]:
     return emails
 
 
-def _submission_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
+def _submission_mails(event: ReviewEvent) -> list[Mail]:
     submission = event.submission
     if submission is None:
-        return None
+        return []
     reviewers = _emails_of(submission.reviewers.all())
     link_applicant = _site_url(reverse("reviews:application", kwargs={"pk": submission.pk}))
     link_tac = _site_url(reverse("reviews:review", kwargs={"pk": submission.pk}))
     name = str(submission)
     if event.kind == ReviewEvent.Kind.COMMENT:
         if event.data.get("shared") and event.actor_id == submission.applicant_id:
-            return f"{name}: the applicant wrote", f"Read it at {link_tac}", reviewers
+            return [Mail(f"{name}: the applicant wrote", f"Read it at {link_tac}", reviewers)]
         if event.data.get("shared"):
-            return (
-                f"{name}: a message from the TAC",
-                f"Read it at {link_applicant}",
-                applicant_contacts(submission),
-            )
-        return None
+            contacts = applicant_contacts(submission)
+            return [
+                Mail(f"{name}: a message from the TAC", f"Read it at {link_applicant}", contacts)
+            ]
+        return []
     if event.kind == ReviewEvent.Kind.ASSIGNMENT:
         if not event.data.get("assigned"):
-            return None
+            return []
         reviewer = get_user_model().objects.filter(pk=event.data.get("reviewer_id")).first()
         if reviewer is None or not reviewer.email:
-            return None
-        return f"{name}: assigned to you for review", f"Review it at {link_tac}", {reviewer.email}
+            return []
+        return [
+            Mail(
+                f"{name}: assigned to you for review", f"Review it at {link_tac}", {reviewer.email}
+            )
+        ]
     if event.kind not in APPLICANT_KINDS:
-        return None
+        return []
     if event.kind == ReviewEvent.Kind.OVERRIDE:
         subject = f"{name}: a criterion result was changed by a reviewer"
     else:
         subject = f"{name}: {SubmissionState(event.to_state).label}"
-    body = [subject, ""]
+    text = [subject, ""]
     if event.note:
-        body += ["Reason / note:", event.note, ""]
-    body += [f"Your application: {link_applicant}", f"TAC review page: {link_tac}"]
-    recipients = applicant_contacts(submission) | reviewers
+        text += ["Reason / note:", event.note, ""]
+    tac = set(reviewers)
     if event.to_state == SubmissionState.VOTING:
-        recipients |= group_emails(VOTING_GROUP)
-        body.append(f"The vote closes on {submission.vote_closes_at:%Y-%m-%d %H:%M} UTC.")
-    return subject, "\n".join(body), recipients
+        tac |= group_emails(VOTING_GROUP)
+        text.append(f"The vote closes on {submission.vote_closes_at:%Y-%m-%d %H:%M} UTC.")
+    applicant = applicant_contacts(submission)
+    return [
+        Mail(subject, "\n".join([*text, f"Your application: {link_applicant}"]), applicant),
+        # An address the applicant listed as a contact gets the applicant's text only.
+        Mail(subject, "\n".join([*text, f"TAC review page: {link_tac}"]), tac - applicant),
+    ]
 
 
-def _periodic_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
+def _periodic_mails(event: ReviewEvent) -> list[Mail]:
     review = event.periodic_review
     if review is None:
-        return None
+        return []
     project = review.project
     subject = (
         f"{project.name}: periodic review {PeriodicReviewState(event.to_state).label.lower()}"
@@ -117,7 +138,7 @@ def _periodic_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
         else ""
     )
     if not event.to_state or event.to_state == PeriodicReviewState.CHECKING:
-        return None
+        return []
     body = [subject, "", event.note, ""]
     if event.to_state == PeriodicReviewState.FAILING:
         body += [
@@ -131,16 +152,16 @@ def _periodic_message(event: ReviewEvent) -> tuple[str, str, set[str]] | None:
             f"Please fix them by {review.grace_until:%Y-%m-%d}; the project is checked again "
             "then, and proposed for retirement if they still fail.",
         ]
-        return subject, "\n".join(body), maintainer_emails(review)
+        return [Mail(subject, "\n".join(body), maintainer_emails(review))]
     if event.to_state == PeriodicReviewState.RETIREMENT_PROPOSED:
         body.append(_site_url(reverse("reviews:periodic_review", kwargs={"pk": review.pk})))
-        return subject, "\n".join(body), group_emails(REVIEWERS_GROUP, STAFF_GROUP)
+        return [Mail(subject, "\n".join(body), group_emails(REVIEWERS_GROUP, STAFF_GROUP))]
     if event.to_state == PeriodicReviewState.RETIRED:
         body.append(
             "The project is retired from the ecosystem; please remove the ecosystem references "
             "(badges, README mentions) from the repository."
         )
-    return subject, "\n".join(body), maintainer_emails(review)
+    return [Mail(subject, "\n".join(body), maintainer_emails(review))]
 
 
 def notify_event(*, event_id: int) -> int:
@@ -154,23 +175,19 @@ def notify_event(*, event_id: int) -> int:
     )
     if event is None:
         return 0
-    message = _submission_message(event) if event.submission_id else _periodic_message(event)
-    if message is None:
-        return 0
-    subject, body, recipients = message
-    recipients.discard("")
-    if (
-        event.actor is not None
-        and event.actor.email in recipients
-        and event.kind == ReviewEvent.Kind.COMMENT
-    ):
-        recipients.discard(event.actor.email)
-    if not recipients:
-        return 0
-    send_mail(
-        f"{SUBJECT_PREFIX} {subject}"[:200],
-        body,
-        settings.DEFAULT_FROM_EMAIL,
-        sorted(recipients),
-    )
-    return len(recipients)
+    mails = _submission_mails(event) if event.submission_id else _periodic_mails(event)
+    # A comment's author is not told of their own comment.
+    author = event.actor.email if event.actor and event.kind == ReviewEvent.Kind.COMMENT else ""
+    messages = [
+        EmailMessage(
+            f"{SUBJECT_PREFIX} {mail.subject}"[:200],
+            mail.body,
+            settings.DEFAULT_FROM_EMAIL,
+            [recipient],
+        )
+        for mail in mails
+        for recipient in sorted(mail.recipients - {"", author})
+    ]
+    if messages:
+        get_connection().send_messages(messages)
+    return len(messages)
