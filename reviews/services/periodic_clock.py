@@ -35,10 +35,16 @@ def periodic_reviews_due(*, today: date | None = None) -> dict[str, list[int]]:
             started.append(periodic_review_start(project=project, today=today).pk)
         except IntegrityError:
             continue  # another clock started it
-    for review in PeriodicReview.objects.filter(state=P.FAILING, grace_until__lte=today):
+    rechecks = PeriodicReview.objects.filter(state=P.FAILING, grace_until__lte=today).exclude(
+        # A compatibility run it asked for is still going: its result decides.
+        compat_run__isnull=False,
+        compat_run__finished_at__isnull=True,
+    )
+    for review in rechecks:
         with transaction.atomic():
             locked = PeriodicReview.objects.select_for_update().get(pk=review.pk)
-            _measure(locked, request_run=False)
+            # The project may have fixed a break: its compatibility is measured again too.
+            _measure(locked, request_run=True)
             periodic_review_evaluate(review=locked, today=today)
         rechecked.append(review.pk)
     return {"started": started, "rechecked": rechecked}
@@ -88,7 +94,12 @@ def _measure(review: PeriodicReview, *, request_run: bool) -> None:
             project=project, source_url="", on_complete_kwargs={"periodic_review_id": review.pk}
         )
         review.compat_run = run
-        if run is None:
+        if run is not None:
+            # Criteria 1 and 8 wait for this run; an earlier run's results do not count.
+            review.results = [
+                row for row in review.results if row["criterion"] not in criteria.COMPAT_CRITERIA
+            ]
+        else:
             measurements += [
                 checks.Measurement(
                     n, Outcome.UNKNOWN, f"not measured: {why_not}", "", timezone.now()

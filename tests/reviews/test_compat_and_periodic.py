@@ -184,3 +184,36 @@ def test_only_the_tac_decides_a_retirement(due_project, github, pypi, applicant)
     review = PeriodicReview.objects.get(project=due_project)
     with pytest.raises(services.NotAllowed):
         services.periodic_review_decide(review=review, retire=True, actor=applicant, note="x")
+
+
+def test_the_30_day_recheck_runs_compatibility_again_before_deciding(
+    due_project, github, pypi, targets
+):
+    healthy_repository(github, stars=500)
+    pypi.publish("torchgood")
+    tasks.periodic_review_due()
+    review = PeriodicReview.objects.get(project=due_project)
+    first_run = review.compat_run_id
+    finish(first_run, {"2.13.0": "passed", "2.14.1": "failed"})
+    CompatRun.objects.filter(pk=first_run).update(finished_at=timezone.now())
+    tasks.compat_run_finished(run_id=first_run, periodic_review_id=review.pk)
+    review.refresh_from_db()
+    assert review.state == "failing" and review.failing_criteria == [1, 8]
+
+    # The maintainers fixed the break; after the 30 days the clock measures again.
+    later = timezone.now().date() + timedelta(days=31)
+    assert services.periodic_reviews_due(today=later)["rechecked"] == [review.pk]
+    review.refresh_from_db()
+    assert review.compat_run_id not in (None, first_run)
+    assert review.state == "failing"  # waiting for the new run, not deciding on the old one
+    # A second day of waiting asks for no further run.
+    services.periodic_reviews_due(today=later + timedelta(days=1))
+    review.refresh_from_db()
+    second_run = review.compat_run_id
+    assert CompatRun.objects.filter(project=due_project).count() == 2
+
+    finish(second_run, {"2.13.0": "passed", "2.14.1": "passed"})
+    CompatRun.objects.filter(pk=second_run).update(finished_at=timezone.now())
+    tasks.compat_run_finished(run_id=second_run, periodic_review_id=review.pk)
+    review.refresh_from_db()
+    assert review.state == "passed"
