@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,13 @@ def project_latest_run(*, project: Project) -> CompatRun | None:
 
 def run_has_active_cells(*, run: CompatRun | None) -> bool:
     return run is not None and run.cells.filter(state__in=ACTIVE_STATES).exists()
+
+
+def cell_log_bytes(*, cell: CompatCell) -> bytes:
+    """The cell's stored full log (gzip-compressed when its name ends in .gz)."""
+    with cell.log_file.open("rb") as stored:
+        data = stored.read()
+    return gzip.decompress(data) if cell.log_file.name.endswith(".gz") else data
 
 
 def cell_for_page(*, cell_id: int, user: Any) -> CompatCell:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -74,6 +76,47 @@ def cell_detail(request: HttpRequest, cell_id: int) -> HttpResponse:
         raise Http404("No such cell.") from None
     template = "ci_runners/_cell_live.html" if request.htmx else "ci_runners/cell_detail.html"
     return render(request, template, {"cell": cell})
+
+
+_SUFFIX_RANGE = re.compile(r"^bytes=-(\d+)$")
+_SPAN_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def cell_log(request: HttpRequest, cell_id: int) -> HttpResponse:
+    """The full log as text, under the cell page's rule; one `Range` (e.g. `bytes=-65536`
+    for the tail) answers 206."""
+    try:
+        cell = selectors.cell_for_page(cell_id=cell_id, user=request.user)
+    except CompatCell.DoesNotExist:
+        raise Http404("No such cell.") from None
+    if not cell.log_file:
+        raise Http404("This cell has no stored log.")
+    data = selectors.cell_log_bytes(cell=cell)
+    span = _byte_span(request.headers.get("Range", ""), total=len(data))
+    if span is None:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{len(data)}"
+        return response
+    start, end = span
+    response = HttpResponse(data[start:end], content_type="text/plain; charset=utf-8")
+    if (start, end) != (0, len(data)):
+        response.status_code = 206
+        response["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Disposition"] = f'inline; filename="cell-{cell.pk}-{cell.attempt}.log"'
+    return response
+
+
+def _byte_span(header: str, *, total: int) -> tuple[int, int] | None:
+    """(start, end) of the bytes asked for; the whole when no (or an unparsed) range; None
+    when the range cannot be satisfied."""
+    if suffix := _SUFFIX_RANGE.match(header):
+        return max(0, total - int(suffix.group(1))), total
+    if span := _SPAN_RANGE.match(header):
+        start = int(span.group(1))
+        end = int(span.group(2)) + 1 if span.group(2) else total
+        return (start, min(end, total)) if start < total and start < end else None
+    return 0, total
 
 
 def fleet(request: HttpRequest) -> HttpResponse:
