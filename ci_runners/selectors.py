@@ -65,7 +65,7 @@ def cell_log_bytes(*, cell: CompatCell) -> bytes:
     """The cell's stored full log (gzip-compressed when its name ends in .gz)."""
     with cell.log_file.open("rb") as stored:
         data = stored.read()
-    return gzip.decompress(data) if cell.log_file.name.endswith(".gz") else data
+    return gzip.decompress(data) if (cell.log_file.name or "").endswith(".gz") else data
 
 
 def cell_for_page(*, cell_id: int, user: Any) -> CompatCell:

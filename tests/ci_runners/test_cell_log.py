@@ -44,10 +44,7 @@ def test_the_full_log_link_of_the_cell_page_downloads_the_log(client, project_ce
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/plain; charset=utf-8"
-    assert (
-        b"".join(response.streaming_content if response.streaming else [response.content])
-        == LOG.encode()
-    )
+    assert response.content == LOG.encode()
 
 
 def test_the_tail_comes_as_a_range(client, project_cell):
