@@ -3,11 +3,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config import accounts
 from config.views import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # allauth's sign-in, answering 429 when the login throttle refuses (config/accounts.py).
+    path("accounts/login/", accounts.LoginView.as_view(), name="account_login"),
     path("accounts/", include("allauth.urls")),
     path("runs/", include("ci_runners.urls")),
     path("reviews/", include("reviews.urls")),

@@ -9,13 +9,13 @@ from html import escape
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.urls import path, register_converter, reverse
-from rest_framework.throttling import SimpleRateThrottle
 
 from registry import badge_cache, badges
 from registry.models import Project
+from registry.throttling import FixedWindowRateThrottle
 
 
-class BadgeRateThrottle(SimpleRateThrottle):
+class BadgeRateThrottle(FixedWindowRateThrottle):
     """Per client address, on the requests that reach Django (cache misses): the `badge` scope.
 
     Keep the rate high: image proxies (GitHub's camo) fetch every README's badges from a few

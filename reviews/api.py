@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from reviews import criteria, roles, selectors, services
 from reviews.models import ANSWER_FIELDS, CriterionResult, Submission, Vote
-from reviews.states import NotAllowed, ReviewError, SubmissionState
+from reviews.states import InvalidAnswers, NotAllowed, ReviewError, SubmissionState
 
 
 def _service_call(function, **kwargs) -> Any:
@@ -32,6 +32,10 @@ def _service_call(function, **kwargs) -> Any:
         return function(**kwargs)
     except NotAllowed as error:
         raise exceptions.PermissionDenied(str(error)) from None
+    except InvalidAnswers as error:  # each refused answer under its own name, as DRF does
+        raise exceptions.ValidationError(
+            {"detail": str(error), **{name: [message] for name, message in error.errors.items()}}
+        ) from None
     except ReviewError as error:
         raise exceptions.ValidationError({"detail": str(error)}) from None
 
@@ -75,31 +79,37 @@ class SubmissionSerializer(serializers.ModelSerializer):
 
 
 class SubmissionInputSerializer(serializers.ModelSerializer):
-    """The answers of an application; all optional while it is a draft."""
+    """The answers of an application; all optional while it is a draft. The rules every save
+    meets (http(s) URLs, the GitHub repository rule, sizes, NUL bytes, formats) are the
+    services' own (`services.submission_answers_clean`, the HTML form's too): `create` and
+    `update` save through the services, and each refused answer comes back as a 400 under its
+    own name, with the whole message in `detail`."""
 
+    # URLs are checked by the services' rule (http(s) only), not DRF's (which allows ftp).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.URLField: serializers.CharField,
+    }
     contact_emails = serializers.ListField(
-        child=serializers.EmailField(), required=False, max_length=10
+        child=serializers.CharField(), required=False, max_length=services.MAX_EMAILS
     )
     maintainer_handles = serializers.ListField(
-        child=serializers.RegexField(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"),
+        child=serializers.CharField(),
         required=False,
-        max_length=50,
+        max_length=services.MAX_HANDLES,
         help_text="GitHub handles.",
     )
     additional_repos = serializers.ListField(
-        child=serializers.CharField(max_length=300), required=False, max_length=20
+        child=serializers.CharField(max_length=300),
+        required=False,
+        max_length=services.MAX_REPOS,
+        help_text="GitHub repository URLs, https://github.com/<owner>/<repo>.",
     )
 
     class Meta:
         model = Submission
         fields = list(ANSWER_FIELDS)
         extra_kwargs = {name: {"required": False} for name in ANSWER_FIELDS}
-
-    def validate(self, attrs: dict) -> dict:
-        for name, value in attrs.items():
-            if isinstance(value, str) and "\x00" in value:
-                raise serializers.ValidationError({name: "Text may not contain NUL characters."})
-        return attrs
 
     def create(self, validated_data: dict) -> Submission:
         return _service_call(
@@ -207,6 +217,15 @@ class CriterionResultSerializer(serializers.ModelSerializer):
         slug_field="username", read_only=True, allow_null=True
     )
     evidence_url = serializers.CharField(read_only=True)
+    # A read-only model field loses `allow_blank`, and its enum would then lack the "" that
+    # the model stores until the criterion is measured: declared here so the schema says it.
+    automated_outcome = serializers.ChoiceField(
+        choices=CriterionResult.Outcome.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="What the automated check measured; '' until it ran (always '' for the "
+        "criteria only reviewers answer).",
+    )
 
     class Meta:
         model = CriterionResult

@@ -4,12 +4,9 @@ import re
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
 
 from registry.models import Category
-from registry.repository_urls import OWNER_RE, InvalidRepositoryURL, parse_repository_url
-from reviews import criteria
-from reviews.checks import PYPI_NAME_RE
+from reviews import criteria, services
 from reviews.models import (
     ANSWER_FIELDS,
     DESCRIPTION_MAX_WORDS,
@@ -21,20 +18,18 @@ from reviews.models import (
     Vote,
 )
 
-MAX_EMAILS, MAX_HANDLES, MAX_REPOS = 10, 30, 20
-
 
 def _lines(value: str) -> list[str]:
     return [item.strip() for item in re.split(r"[\n,;]+", value or "") if item.strip()]
 
 
 class ListField(forms.CharField):
-    """A list typed one item a line (or comma separated), stored as a JSON list."""
+    """A list typed one item a line (or comma separated), stored as a JSON list; the services
+    check its entries (`services.submission_answers_clean`)."""
 
     widget = forms.Textarea(attrs={"rows": 3})
 
-    def __init__(self, *, max_items: int, **kwargs):
-        self.max_items = max_items
+    def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 4000)
         super().__init__(**kwargs)
 
@@ -42,22 +37,20 @@ class ListField(forms.CharField):
         return "\n".join(value) if isinstance(value, list) else value
 
     def to_python(self, value):
-        items = _lines(super().to_python(value))
-        if len(items) > self.max_items:
-            raise ValidationError(f"At most {self.max_items} entries.")
-        return items
+        return _lines(super().to_python(value))
 
 
 class SubmissionForm(forms.ModelForm):
-    contact_emails = ListField(max_items=MAX_EMAILS, required=False, help_text="One a line.")
+    """The application's answers. What every save needs (safe URLs, sizes, formats) is the
+    services' rule, applied in `clean`; the form adds the description's word count."""
+
+    contact_emails = ListField(required=False, help_text="One a line.")
     maintainer_handles = ListField(
-        max_items=MAX_HANDLES,
         required=False,
         label="GitHub handles of the maintainers",
         help_text="One a line, without @.",
     )
     additional_repos = ListField(
-        max_items=MAX_REPOS,
         required=False,
         label="Additional repositories in scope",
         help_text="https://github.com/owner/repo, one a line.",
@@ -113,51 +106,6 @@ class SubmissionForm(forms.ModelForm):
                 self.fields[name].required = True
         self.fields["kind"].required = True
 
-    def clean_contact_emails(self):
-        emails = self.cleaned_data["contact_emails"]
-        validate = EmailValidator()
-        for email in emails:
-            try:
-                validate(email)
-            except ValidationError:
-                raise ValidationError(f"{email[:100]!r} is not a valid email address.") from None
-            if len(email) > 254:
-                raise ValidationError("An email address is at most 254 characters.")
-        return emails
-
-    def clean_maintainer_handles(self):
-        handles = [handle.removeprefix("@") for handle in self.cleaned_data["maintainer_handles"]]
-        for handle in handles:
-            if not OWNER_RE.fullmatch(handle):
-                raise ValidationError(
-                    f"{handle[:60]!r} is not a GitHub handle (letters, digits and single "
-                    "hyphens, at most 39 characters)."
-                )
-        seen, unique = set(), []
-        for handle in handles:
-            if handle.lower() not in seen:
-                seen.add(handle.lower())
-                unique.append(handle)
-        return unique
-
-    def clean_repository_url(self):
-        url = self.cleaned_data["repository_url"].strip()
-        if not url:
-            return url
-        try:
-            return parse_repository_url(url).url
-        except InvalidRepositoryURL as error:
-            raise ValidationError(str(error)) from None
-
-    def clean_additional_repos(self):
-        urls = []
-        for url in self.cleaned_data["additional_repos"]:
-            try:
-                urls.append(parse_repository_url(url).url)
-            except InvalidRepositoryURL as error:
-                raise ValidationError(f"{url[:100]}: {error}") from None
-        return urls
-
     def clean_description(self):
         text = self.cleaned_data["description"].strip()
         words = len(text.split())
@@ -168,17 +116,13 @@ class SubmissionForm(forms.ModelForm):
             )
         return text
 
-    def clean_pypi_name(self):
-        name = self.cleaned_data["pypi_name"].strip()
-        if name and not PYPI_NAME_RE.fullmatch(name):
-            raise ValidationError("Not a valid PyPI project name.")
-        return name
-
     def clean(self):
         data = super().clean()
-        for name in ("summary", "project_name", "license", "pytorch_versions", "tac_sponsor"):
-            if "\n" in (data.get(name) or ""):
-                self.add_error(name, "One line only.")
+        try:
+            data.update(services.submission_answers_clean(answers=self.answers()))
+        except services.InvalidAnswers as refused:
+            for name, message in refused.errors.items():
+                self.add_error(name, message)
         return data
 
     def answers(self) -> dict:

@@ -94,6 +94,18 @@ class SubmissionIncomplete(ReviewError):
     pass
 
 
+class InvalidAnswers(ReviewError):
+    """Answers that may not be saved, even in a draft; `errors` maps each refused answer (a
+    field name) to the message shown next to it."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__(
+            "Check these answers: "
+            + "; ".join(f"{field}: {message}" for field, message in errors.items())
+        )
+
+
 class ResubmissionTooSoon(ReviewError):
     def __init__(self, message: str, opens_on):
         super().__init__(message)

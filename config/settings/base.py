@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.content_security_policy.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +53,19 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
+
+# Every HTML page (config/content_security_policy.py): no inline script or style, no plugins,
+# no framing. Templates load scripts and styles from static/ files.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data: https:",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -168,7 +182,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600),
 }
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 
 # External sources (each behind one module in registry/sources/).
 GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
@@ -186,10 +200,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Counted atomically in Redis (registry/throttling.py), not DRF's read-modify-write list.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "registry.throttling.AnonRateThrottle",
+        "registry.throttling.UserRateThrottle",
     ],
+    # The client is REMOTE_ADDR: uvicorn sets it from X-Forwarded-For for the trusted proxy
+    # only (FORWARDED_ALLOW_IPS); a header a client sends itself is never read here.
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="120/minute"),
         "user": env("API_THROTTLE_USER", default="1200/minute"),
@@ -216,8 +234,8 @@ GITHUB_SECONDS_BETWEEN_REQUESTS = env.float("GITHUB_SECONDS_BETWEEN_REQUESTS", d
 # sync_github_all queues one task per project, this many seconds apart.
 GITHUB_SYNC_STAGGER_S = env.float("GITHUB_SYNC_STAGGER_S", default=2.0)
 
-# Periodic tasks. DatabaseScheduler copies these entries into django-celery-beat's tables on
-# start, where the admin can edit them; other parts add theirs with CELERY_BEAT_SCHEDULE[...].
+# Periodic tasks. Beat (config/beat.py) seeds django-celery-beat's tables with these entries
+# when absent; from then on the admin's edits rule. Other parts add theirs with .update().
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "registry.sync_github_all": {
         "task": "registry.sync_github_all",
@@ -289,6 +307,14 @@ ACCOUNT_UNIQUE_EMAIL = True
 # "mandatory" in a real deployment (set the variable there); "none" lets a local user start at once.
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", default="none")
 ACCOUNT_LOGOUT_ON_GET = False
+# Failed logins: one rule for the HTML sign-in and the API token login (config/login_throttle.py).
+# It replaces allauth's own "login_failed" limit, which locks an email out for everyone.
+ACCOUNT_ADAPTER = "config.accounts.AccountAdapter"
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=10)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+LOGIN_ACCOUNT_FREE_FAILURES = env.int("LOGIN_ACCOUNT_FREE_FAILURES", default=5)
+LOGIN_ACCOUNT_DELAY_MAX_S = env.int("LOGIN_ACCOUNT_DELAY_MAX_S", default=30)
 LOGIN_REDIRECT_URL = "/reviews/"
 SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {"github": {"SCOPE": ["read:user", "user:email"]}}
 if env("GITHUB_OAUTH_CLIENT_ID", default=""):  # GitHub login only where an OAuth app exists
@@ -297,8 +323,12 @@ if env("GITHUB_OAUTH_CLIENT_ID", default=""):  # GitHub login only where an OAut
         "secret": env("GITHUB_OAUTH_CLIENT_SECRET", default=""),
         "key": "",
     }
+    # The social login form redirects to GitHub, and form-action covers that redirect.
+    CONTENT_SECURITY_POLICY["form-action"] += " https://github.com"
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 REVIEWS_VOTE_WINDOW_DAYS = env.int("REVIEWS_VOTE_WINDOW_DAYS", default=14)
+# Drafts one applicant may keep open at once (submitted or withdrawn ones do not count).
+REVIEWS_MAX_OPEN_DRAFTS = env.int("REVIEWS_MAX_OPEN_DRAFTS", default=10)
 PROJECT_PAGE_FRAGMENTS.append("reviews:project_history")
 CELERY_BEAT_SCHEDULE.update(
     {

@@ -4,6 +4,8 @@
 `periodic_review_transition` the only writer of `PeriodicReview.state`.
 
 - `submissions`: applications, their state machine, the TAC's bookkeeping, onboarding.
+- `answers`: the rules an application's answers meet on every save (the form and the API
+  call them too).
 - `automated_checks`: GitHub and PyPI measured, a compatibility run asked for.
 - `results`: criteria results: automated evidence, reviewers' answers, overrides.
 - `compat`: compatibility runs for the review: requested, and recorded when they finish.
@@ -13,6 +15,12 @@
   by name on commit): shared by the modules above.
 """
 
+from reviews.services.answers import (
+    MAX_EMAILS,
+    MAX_HANDLES,
+    MAX_REPOS,
+    submission_answers_clean,
+)
 from reviews.services.automated_checks import submission_run_checks
 from reviews.services.compat import compat_run_record
 from reviews.services.periodic import (
@@ -55,6 +63,7 @@ from reviews.services.votes import (
     votes_close_due,
 )
 from reviews.states import (
+    InvalidAnswers,
     InvalidTransition,
     NotAllowed,
     PeriodicReviewState,
@@ -66,7 +75,8 @@ from reviews.states import (
 P = PeriodicReviewState
 
 __all__ = [
-    "GRACE_PERIOD", "REVIEW_INTERVAL", "RESUBMIT_AFTER_MONTHS", "P", "InvalidTransition",
+    "GRACE_PERIOD", "REVIEW_INTERVAL", "RESUBMIT_AFTER_MONTHS", "P", "InvalidAnswers",
+    "InvalidTransition", "MAX_EMAILS", "MAX_HANDLES", "MAX_REPOS", "submission_answers_clean",
     "NotAllowed", "ResubmissionTooSoon", "ReviewError", "SubmissionIncomplete", "VoteTally",
     "add_months", "comment_post", "compat_run_record", "criteria_ensure_rows",
     "criterion_answer", "criterion_override", "eligible_voters", "onboarding_task_set",

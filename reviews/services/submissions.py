@@ -19,7 +19,6 @@ from registry.models import Category, Project
 from registry.repository_urls import InvalidRepositoryURL, Repository, parse_repository_url
 from reviews import criteria
 from reviews.models import (
-    ANSWER_FIELDS,
     DESCRIPTION_MAX_WORDS,
     DESCRIPTION_MIN_WORDS,
     HOSTED_ANSWERS,
@@ -31,6 +30,7 @@ from reviews.models import (
     Submission,
 )
 from reviews.roles import user_roles
+from reviews.services.answers import submission_answers_clean
 from reviews.services.enqueue import RUN_AUTOMATED_CHECKS, task_enqueue
 from reviews.services.events import review_event_record
 from reviews.services.permissions import require_reviewer, roles_on
@@ -140,30 +140,41 @@ def submission_transition(
 
 
 def _apply_answers(submission: Submission, answers: dict[str, Any]) -> list[str]:
-    unknown = set(answers) - set(ANSWER_FIELDS)
-    if unknown:
-        raise ReviewError(f"Unknown fields: {', '.join(sorted(unknown))}.")
     changed = []
-    for field, value in answers.items():
+    for field, value in submission_answers_clean(answers=answers).items():
         if getattr(submission, field) != value:
             setattr(submission, field, value)
             changed.append(field)
     if "repository_url" in changed:
         if submission.repository_url:
-            try:
-                repository = parse_repository_url(submission.repository_url)
-            except InvalidRepositoryURL as error:
-                raise ReviewError(str(error)) from None
+            repository = parse_repository_url(submission.repository_url)  # clean: canonical
             submission.repo_owner, submission.repo_name = repository.owner, repository.name
-            submission.repository_url = repository.url
         else:
             submission.repo_owner = submission.repo_name = ""
     return changed
 
 
+def max_open_drafts() -> int:
+    return getattr(settings, "REVIEWS_MAX_OPEN_DRAFTS", 10)
+
+
+def _require_room_for_a_draft(applicant: User) -> None:
+    """At most `max_open_drafts()` drafts per applicant. The applicant's row is locked first,
+    so parallel requests of one applicant count one after another."""
+    User.objects.select_for_update().filter(pk=applicant.pk).first()
+    drafts = Submission.objects.filter(applicant=applicant, state=S.DRAFT).count()
+    limit = max_open_drafts()
+    if drafts >= limit:
+        raise ReviewError(
+            f"You have {drafts} open draft{'s' if drafts != 1 else ''}, the most one applicant "
+            f"may keep ({limit}): submit or withdraw one before starting another."
+        )
+
+
 @transaction.atomic
 def submission_create(*, applicant: User, answers: dict[str, Any]) -> Submission:
-    """Save a new application as a draft (answers may still be missing)."""
+    """Save a new application as a draft (answers may still be missing, never unsafe)."""
+    _require_room_for_a_draft(applicant)
     submission = Submission(applicant=applicant)
     _apply_answers(submission, answers)
     submission.save()

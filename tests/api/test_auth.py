@@ -56,3 +56,13 @@ def test_nul_byte_in_basic_credentials_is_a_401(api):
     UserFactory(username="ada", password=PASSWORD)
     response = api.post("/api/v1/auth/login/", HTTP_AUTHORIZATION=basic("a\x00da", "x\x00"))
     assert response.status_code == 401
+
+
+def test_login_with_a_json_body(api):
+    UserFactory(username="ada", password=PASSWORD)
+    response = api.post(
+        "/api/v1/auth/login/", {"username": "ada", "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["token"]
+    wrong = api.post("/api/v1/auth/login/", {"username": "ada", "password": "x"}, format="json")
+    assert wrong.status_code == 401

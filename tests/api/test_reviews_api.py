@@ -94,6 +94,46 @@ def test_bad_repository_url_is_a_400_with_the_rule(api, people):
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("additional_repos", ["javascript:alert(document.cookie)"]),
+        ("additional_repos", ["data:text/html,<script>alert(1)</script>"]),
+        ("website_url", "javascript:alert(1)"),
+        ("documentation_url", "data:text/html,<script>alert(1)</script>"),
+        ("backing_org_url", "ftp://example.org/"),
+        ("slides_url", "javascript://example.org/%0aalert(1)"),
+        ("video_url", "vbscript:msgbox(1)"),
+        ("summary", "NUL\x00byte"),
+    ],
+)
+def test_unsafe_answers_are_a_400_even_in_a_draft(api, people, draft, field, value):
+    client = as_user(api, people["applicant"])
+    created = client.post(
+        "/api/v1/applications/", {"project_name": "Sneaky", field: value}, format="json"
+    )
+    assert created.status_code == 400, created.content
+    assert field in created.json()
+    assert Submission.objects.filter(applicant=people["applicant"]).count() == 1  # the draft
+    edited = client.patch(f"/api/v1/applications/{draft.pk}/", {field: value}, format="json")
+    assert edited.status_code == 400, edited.content
+    assert field in edited.json()
+    draft.refresh_from_db()
+    assert getattr(draft, field) in ("", [])
+
+
+def test_open_drafts_are_capped_with_a_400(api, people, settings):
+    settings.REVIEWS_MAX_OPEN_DRAFTS = 2
+    client = as_user(api, people["applicant"])
+    for name in ("One", "Two"):
+        response = client.post("/api/v1/applications/", {"project_name": name}, format="json")
+        assert response.status_code == 201
+    response = client.post("/api/v1/applications/", {"project_name": "Three"}, format="json")
+    assert response.status_code == 400
+    assert "2 open drafts" in response.json()["detail"]
+    assert Submission.objects.filter(applicant=people["applicant"]).count() == 2
+
+
+@pytest.mark.parametrize(
     ("who", "expected"),
     [
         ("anonymous", 401),

@@ -107,3 +107,32 @@ def test_fuzz_anonymous(api_schema, no_throttle):
 def test_fuzz_as_staff(api_schema, no_throttle, staff_token):
     tried = fuzz_every_operation(api_schema, headers={"Authorization": f"Token {staff_token}"})
     assert "POST /api/v1/auth/login/" in tried
+
+
+def test_criteria_results_conform_to_the_schema_before_and_after_measurement(
+    api_schema, staff_token
+):
+    """`automated_outcome` is '' until a criterion is measured (and always for the human
+    criteria): the schema's enum says so, so a real response validates against it."""
+    from reviews.checks import Measurement
+    from reviews.services import criteria_ensure_rows
+    from reviews.services.results import criterion_result_record
+    from tests.reviews.factories import SubmissionFactory
+
+    submission = SubmissionFactory(state="in_review")
+    criteria_ensure_rows(submission=submission)
+    operation = api_schema["/api/v1/review-queue/{id}/criteria/"]["GET"]
+    headers = {"Authorization": f"Token {staff_token}"}
+    case = operation.Case(path_parameters={"id": submission.pk})
+    response = case.call(headers=headers)
+    assert response.status_code == 200
+    assert {row["automated_outcome"] for row in response.json()} == {""}
+    case.validate_response(response, checks=[response_schema_conformance])
+
+    criterion_result_record(
+        submission=submission,
+        measurement=Measurement(criterion=14, outcome="met", value="1200 stars", url=""),
+    )
+    response = case.call(headers=headers)
+    assert {row["automated_outcome"] for row in response.json()} == {"", "met"}
+    case.validate_response(response, checks=[response_schema_conformance])

@@ -90,3 +90,16 @@ def test_text_is_escaped(client, db):
     body = client.get("/projects/evil/").content.decode()
     assert "<script>alert(1)" not in body and "<img src=x" not in body
     assert "&lt;script&gt;" in body
+
+
+def test_only_http_urls_become_links(client, db):
+    """A URL that is not http(s) (from an old import, or written by hand) shows as text."""
+    ProjectFactory(
+        slug="odd",
+        homepage_url="javascript:alert(document.cookie)",
+        documentation_url="https://docs.example.org/odd",
+    )
+    body = client.get("/projects/odd/").content.decode()
+    assert 'href="javascript:' not in body.lower()
+    assert "javascript:alert(document.cookie)" in body
+    assert 'href="https://docs.example.org/odd"' in body

@@ -1,5 +1,7 @@
 """Pages: who sees and does what, bad input, CSRF, sanitised Markdown, htmx fragments."""
 
+import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -76,6 +78,10 @@ def test_apply_saves_a_draft_and_submits(
         ("summary", "x" * 201, "at most 200 characters"),
         ("website_url", "javascript:alert(1)", "valid URL"),
         ("description", "word " * 5000, "at most 3000 characters"),
+        ("additional_repos", "javascript:alert(1)", "must start with https://github.com/"),
+        ("additional_repos", "data:text/html,<b>x</b>", "must start with https://github.com/"),
+        ("website_url", "ftp://example.org/", "valid URL"),
+        ("slides_url", "data:text/html,<b>x</b>", "valid URL"),
     ],
 )
 def test_bad_answers_are_refused_with_a_message(client, applicant, field, value, message):
@@ -84,6 +90,28 @@ def test_bad_answers_are_refused_with_a_message(client, applicant, field, value,
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Submission.objects.exists()
+
+
+def test_a_draft_with_an_unsafe_url_is_refused_when_edited(client, applicant, own_draft):
+    client.force_login(applicant)
+    response = client.post(
+        reverse("reviews:edit", args=[own_draft.pk]),
+        form_data(additional_repos="https://github.com/goodorg/extra\njavascript:alert(1)"),
+    )
+    assert response.status_code == 200
+    assert "must start with https://github.com/" in response.content.decode()
+    own_draft.refresh_from_db()
+    assert own_draft.additional_repos == []
+
+
+def test_open_drafts_are_capped_with_a_message(client, applicant, settings):
+    settings.REVIEWS_MAX_OPEN_DRAFTS = 1
+    client.force_login(applicant)
+    client.post(reverse("reviews:apply"), {"kind": "ecosystem", "project_name": "First"})
+    response = client.post(reverse("reviews:apply"), {"kind": "ecosystem", "project_name": "Next"})
+    assert response.status_code == 200
+    assert "1 open draft" in response.content.decode()
+    assert list(Submission.objects.values_list("project_name", flat=True)) == ["First"]
 
 
 def test_incomplete_draft_cannot_be_submitted_and_says_why(client, applicant):
@@ -318,3 +346,37 @@ def test_project_history_fragment_shows_public_parts_only(
     assert "secret remark" not in body and "voter1" not in body
     page = client.get(reverse("registry:project", kwargs={"slug": slug})).content.decode()
     assert reverse("reviews:project_history", kwargs={"slug": slug}) in page
+
+
+LINK = re.compile(r"""\b(?:href|src|action)\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+
+
+def link_targets(body: str) -> list[str]:
+    return [html.unescape(target) for target in LINK.findall(body)]
+
+
+def test_a_stored_unsafe_url_is_shown_as_text_never_as_a_link(
+    client, reviewer, applicant, under_review
+):
+    """Rows written before the answers were validated (or by hand) still render inert."""
+    Submission.objects.filter(pk=under_review.pk).update(
+        additional_repos=["javascript:alert(document.cookie)", "https://github.com/goodorg/extra"],
+        website_url="javascript:alert(1)",
+        documentation_url="data:text/html,<script>alert(2)</script>",
+        backing_org_name="Evil Corp",
+        backing_org_url=" JaVaScRiPt:alert(3)",
+        slides_url="vbscript:msgbox(4)",
+        video_url="https://video.example.org/talk",
+    )
+    for user, name in ((reviewer, "reviews:review"), (applicant, "reviews:application")):
+        client.force_login(user)
+        body = client.get(reverse(name, args=[under_review.pk])).content.decode()
+        targets = link_targets(body)
+        assert all(
+            target.startswith(("/", "?", "#", "https://", "http://")) or not target
+            for target in targets
+        ), [t for t in targets if not t.startswith(("/", "?", "#", "http"))]
+        assert "https://github.com/goodorg/extra" in targets
+        assert "https://video.example.org/talk" in targets
+        assert "javascript:alert(document.cookie)" in body  # shown, as text
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in body
