@@ -48,10 +48,10 @@ test: install system-deps services lint check schema
 	$(BIN)/pytest
 
 bench-deps:
-	@bash scripts/system_deps.sh nginx wrk
+	@bash scripts/system_deps.sh nginx wrk chromium
 
 bench: install services bench-deps
-	for script in registry_pages agent_env compat_fleet badges web_burst; do $(BIN)/python bench/$$script.py; done
+	for script in registry_pages agent_env compat_fleet badges web_burst pages; do $(BIN)/python bench/$$script.py; done
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -193,7 +193,8 @@ def warm_cell(*, broker_url: str, tmp: Path, workers: list) -> dict:
     work.mkdir(mode=0o755)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for command, extra in (
-        (["-A", "config", "worker", "-Q", "default,results", "-c", "1", "-n", "web@%h"], {}),
+        (["-A", "config", "worker", "-Q", "default", "-c", "1", "-n", "web@%h"], {}),
+        (["-A", "config", "worker", "-Q", "results", "-c", "1", "-n", "results@%h"], {}),
         (
             ["-A", "ci_runners.agent", "worker", "-Q", "runner.cpu", "-c", "1", "-n", "agent@%h"],
             {

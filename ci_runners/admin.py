@@ -19,6 +19,7 @@ from ci_runners.models import (
 class TorchTargetAdmin(admin.ModelAdmin):
     list_display = ("label", "capability", "active", "prerelease", "created_at", "approved_at")
     list_filter = ("active", "capability", "prerelease")
+    search_fields = ("version", "variant", "python_version")
     actions = ["approve"]
 
     @admin.action(description="Approve: activate and run every active project on it")
@@ -63,6 +64,7 @@ class CompatRunAdmin(admin.ModelAdmin):
 class CompatCellAdmin(admin.ModelAdmin):
     list_display = ("pk", "run", "target", "state", "attempt", "runner_name", "finished_at")
     list_filter = ("state", "target")
+    search_fields = ("project__name", "project__slug", "runner_name")
     raw_id_fields = ("run", "project")
     # `.state` has one writer (services.cell_transition): read-only here.
     readonly_fields = ("state", "attempt", "task_id", "dispatched_at", "last_seen_at")
@@ -72,18 +74,23 @@ class CompatCellAdmin(admin.ModelAdmin):
 class CellResultAdmin(admin.ModelAdmin):
     list_display = ("cell", "attempt", "state", "runner_name", "applied", "received_at")
     list_filter = ("state", "applied")
+    search_fields = ("runner_name", "cell__project__name")
     raw_id_fields = ("cell",)
 
 
 @admin.register(CompatStatus)
 class CompatStatusAdmin(admin.ModelAdmin):
     list_display = ("project", "target", "latest_cell", "last_final_cell")
+    list_filter = ("target",)
+    search_fields = ("project__name", "project__slug")
     raw_id_fields = ("project", "latest_cell", "last_final_cell")
 
 
 @admin.register(RunnerHost)
 class RunnerHostAdmin(admin.ModelAdmin):
     list_display = ("name", "queues", "agent_version", "last_heartbeat", "current_cell")
+    list_filter = ("agent_version",)
+    search_fields = ("name",)
     raw_id_fields = ("current_cell",)
 
 

@@ -1,16 +1,17 @@
 """The one module of the web side that talks to the Celery broker (Redis) directly.
 
 Work for runner hosts is sent by task NAME; the only agent module the web side imports is the
-wire, `ci_runners.agent.contracts`. Besides messages, the broker Redis holds one small key per
-dispatched cell, the only thing an agent (which has no database) can read: which attempt of
-the cell is wanted, or `cancelled`.
+wire, `ci_runners.agent.contracts`. Besides messages, the broker Redis holds small keys per
+dispatched cell: one the web side writes and an agent (which has no database) reads, which
+attempt of the cell is wanted, or `cancelled`; and one per attempt the agent writes and the
+reaper reads (`cell_claims`), the runner's claim: its liveness, or that its result is sent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,18 @@ from ci_runners.agent import contracts
 logger = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A runner's claim on one attempt of a cell (`contracts.claim_key`)."""
+
+    holder: str  # the runner's name while it runs the attempt, else `contracts.CLAIM_DONE`
+    done_for_s: int | None = None  # since the result was sent (a done claim only)
+
+    @property
+    def done(self) -> bool:
+        return self.holder == contracts.CLAIM_DONE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +149,34 @@ def cancel_cells(*, cells: list[tuple[int, str]], task_ids: list[str]) -> None:
         with app.connection_for_write(broker_url()) as connection:
             # Workers that are up drop a revoked message; those started later read the key.
             app.control.revoke(task_ids, connection=connection)
+
+
+def cell_claims(*, attempts: Sequence[tuple[int, str, int]]) -> dict[int, Claim | None] | None:
+    """The claim on each `(cell_id, token, attempt)`, by cell id (None: nobody holds it); None
+    when the broker cannot be read."""
+    if not attempts:
+        return {}
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for cell_id, token, attempt in attempts:
+            key = contracts.claim_key(cell_id=cell_id, token=token, attempt=attempt)
+            pipe.get(key)
+            pipe.ttl(key)
+        replies = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("cell claims unavailable: %s", exc)
+        return None
+    claims: dict[int, Claim | None] = {}
+    for (cell_id, _, _), value, ttl_s in zip(attempts, replies[::2], replies[1::2], strict=True):
+        if value is None:
+            claims[cell_id] = None
+            continue
+        holder = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        done_for_s = None
+        if holder == contracts.CLAIM_DONE and ttl_s >= 0:
+            done_for_s = contracts.claim_done_for_s(ttl_s=ttl_s)
+        claims[cell_id] = Claim(holder=holder, done_for_s=done_for_s)
+    return claims
 
 
 def queue_lengths(*, names: Iterable[str] = ()) -> dict[str, int]:

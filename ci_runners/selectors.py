@@ -10,7 +10,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+)
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from ci_runners import broker
@@ -79,6 +89,17 @@ class MatrixFilters:
     target: int | None = None
     state: str = ""
     category: str = ""
+    kind: str = ""
+    status: str = ""  # "" = active projects only; "all" = active and retired; or one status
+
+
+@dataclass(frozen=True)
+class TargetTotals:
+    """How the projects in view stand on one target: a count per latest-cell state."""
+
+    target: TorchTarget
+    counts: list[tuple[str, str, int]]  # (state, label, projects whose latest cell is in it)
+    untested: int  # projects in view with no cell on the target
 
 
 @dataclass(frozen=True)
@@ -86,19 +107,64 @@ class GlobalMatrix:
     targets: list[TorchTarget]
     page: Page
     rows: list[tuple[Project, list[CompatCell | None]]]
+    totals: list[TargetTotals]
 
 
 def global_matrix(*, filters: MatrixFilters, page_number: Any) -> GlobalMatrix:
     """Projects x active targets with each latest cell; a fixed number of queries per page.
 
-    With a target and a state, it answers "which projects break on version X".
+    Projects with results come first (a final result, then cells still in progress, then
+    none), each part in case-insensitive name order. With a target and a state, it answers
+    "which projects break on version X".
     """
     targets = active_targets()
     if filters.target is not None:
         shown_targets = [target for target in targets if target.pk == filters.target]
     else:
         shown_targets = targets
-    projects = Project.objects.select_related("category__parent").order_by("name", "pk")
+    shown_ids = [target.pk for target in shown_targets]
+    projects = _matrix_projects(filters=filters, targets=targets)
+    statuses = CompatStatus.objects.filter(project=OuterRef("pk"), target__in=shown_ids)
+    ordered = (
+        projects.select_related("category__parent")
+        .annotate(
+            has_final=Exists(statuses.filter(last_final_cell__isnull=False)),
+            has_cells=Exists(statuses),
+        )
+        .order_by(F("has_final").desc(), F("has_cells").desc(), Lower("name"), "pk")
+    )
+    page = Paginator(ordered, MATRIX_PAGE_SIZE).get_page(page_number)
+    page_projects = list(page.object_list)
+    latest = {
+        (status.project_id, status.target_id): status.latest_cell
+        for status in CompatStatus.objects.filter(
+            project__in=[project.pk for project in page_projects], target__in=shown_ids
+        ).select_related("latest_cell")
+    }
+    rows: list[tuple[Project, list[CompatCell | None]]] = [
+        (project, [latest.get((project.pk, target.pk)) for target in shown_targets])
+        for project in page_projects
+    ]
+    return GlobalMatrix(
+        targets=shown_targets,
+        page=page,
+        rows=rows,
+        totals=_target_totals(
+            projects=projects, targets=shown_targets, in_view=page.paginator.count
+        ),
+    )
+
+
+def _matrix_projects(*, filters: MatrixFilters, targets: list[TorchTarget]) -> QuerySet[Project]:
+    projects = Project.objects.all()
+    if filters.status == "all":
+        pass
+    elif filters.status in Project.Status.values:
+        projects = projects.filter(status=filters.status)
+    else:
+        projects = projects.filter(status=Project.Status.ACTIVE)
+    if filters.kind in Project.Kind.values:
+        projects = projects.filter(kind=filters.kind)
     if filters.category:
         projects = projects.filter(
             Q(category__slug=filters.category) | Q(category__parent__slug=filters.category)
@@ -110,20 +176,36 @@ def global_matrix(*, filters: MatrixFilters, page_number: Any) -> GlobalMatrix:
         else:
             matching = matching.filter(target__in=targets)
         projects = projects.filter(pk__in=matching.values("project_id"))
-    page = Paginator(projects, MATRIX_PAGE_SIZE).get_page(page_number)
-    page_projects = list(page.object_list)
-    latest = {
-        (status.project_id, status.target_id): status.latest_cell
-        for status in CompatStatus.objects.filter(
-            project__in=[project.pk for project in page_projects],
-            target__in=[target.pk for target in shown_targets],
-        ).select_related("latest_cell")
-    }
-    rows = [
-        (project, [latest.get((project.pk, target.pk)) for target in shown_targets])
-        for project in page_projects
+    return projects
+
+
+def _target_totals(
+    *, projects: QuerySet[Project], targets: list[TorchTarget], in_view: int
+) -> list[TargetTotals]:
+    """Per target, the projects in view by the state of their latest cell (one query)."""
+    counts: dict[int, dict[str, int]] = {target.pk: {} for target in targets}
+    rows = (
+        CompatStatus.objects.filter(
+            project__in=projects.order_by().values("pk"), target__in=list(counts)
+        )
+        .values_list("target_id", "latest_cell__state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for target_id, state, n in rows:
+        counts[target_id][state] = n
+    return [
+        TargetTotals(
+            target=target,
+            counts=[
+                (state.value, state.label, counts[target.pk][state.value])
+                for state in CellState
+                if counts[target.pk].get(state.value)
+            ],
+            untested=max(in_view - sum(counts[target.pk].values()), 0),
+        )
+        for target in targets
     ]
-    return GlobalMatrix(targets=shown_targets, page=page, rows=rows)
 
 
 def matrix_categories() -> QuerySet[Category]:

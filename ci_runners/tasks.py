@@ -1,7 +1,9 @@
 """Thin Celery tasks of the web side: each takes primitives and calls one service.
 
 Runner agents send `record_cell_progress`, `record_cell_result` and `runner_heartbeat` by name
-to the `results` queue; beat sends the periodic ones to `default`.
+to the `results` queue, consumed by a worker of its own (config/celery.py); beat sends the
+periodic ones to `default`. Results are acknowledged late, after the service's transaction has
+committed: a worker killed in the middle leaves the message to come back (in about a minute).
 """
 
 import logging

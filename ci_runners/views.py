@@ -131,6 +131,8 @@ def matrix(request: HttpRequest) -> HttpResponse:
         target=target,
         state=state if state in CELL_STATE_VALUES else "",
         category=request.GET.get("category", "")[:140],
+        kind=request.GET.get("kind", "")[:20],
+        status=request.GET.get("status", "")[:20],
     )
     data = selectors.global_matrix(filters=filters, page_number=request.GET.get("page"))
     context = {
@@ -139,6 +141,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
         "all_targets": TorchTarget.objects.filter(active=True),
         "states": CELL_STATE_CHOICES,
         "categories": selectors.matrix_categories(),
+        "kinds": Project.Kind.choices,
     }
     template = "ci_runners/_matrix_table.html" if request.htmx else "ci_runners/matrix.html"
     return render(request, template, context)

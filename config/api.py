@@ -11,8 +11,9 @@ from knox import views as knox_views
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ci_runners import api as ci_runners_api
@@ -21,7 +22,16 @@ from config.api_docs import RedocView, SwaggerUIView
 from registry import api as registry_api
 from reviews import api as reviews_api
 
+
+class PublicAPIRootView(APIRootView):
+    """The map of the endpoints at /api/v1/: public, as the read endpoints it lists are (the
+    settings' default permission would answer 401 to a visitor)."""
+
+    permission_classes = [AllowAny]
+
+
 router = DefaultRouter()
+router.APIRootView = PublicAPIRootView
 registry_api.register(router)
 ci_runners_api.register(router)
 reviews_api.register(router)

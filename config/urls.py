@@ -6,6 +6,9 @@ from django.urls import include, path
 from config import accounts
 from config.views import healthz
 
+admin.site.site_header = admin.site.site_title = "Ecosystem Registry admin"
+admin.site.index_title = "Administration"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -1,9 +1,11 @@
 """Admin pages for the registry."""
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from registry import services
-from registry.models import Category, MaintainerIdentity, Project, RepoSnapshot
+from registry.models import Category, Logo, MaintainerIdentity, Project, RepoSnapshot
 
 
 @admin.register(Category)
@@ -64,3 +66,28 @@ class MaintainerIdentityAdmin(admin.ModelAdmin):
     list_filter = ("verified",)
     search_fields = ("user__username", "user__email", "github_handle")
     raw_id_fields = ("user",)
+
+
+@admin.register(Logo)
+class LogoAdmin(admin.ModelAdmin):
+    """Read only: logos come with the landscape import (registry/logos.py checks them)."""
+
+    list_display = ("source_name", "content_type", "sha256", "created_at")
+    list_filter = ("content_type",)
+    search_fields = ("source_name", "sha256")
+    fields = ("preview", "source_name", "content_type", "sha256", "created_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("data", "card_png")
+
+    @admin.display(description="Card rendering")
+    def preview(self, logo: Logo) -> str:
+        url = reverse("registry:logo_card", kwargs={"sha256": logo.sha256})
+        return format_html('<img src="{}" alt="" height="48">', url)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

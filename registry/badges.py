@@ -91,6 +91,7 @@ class ProjectSummary:
     works_with: tuple[str, ...] = ()
     breaks_with: tuple[str, ...] = ()
     review_state: str = ""
+    accepted_on: str = ""  # ISO date; a hosted project's review badge shows it
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,10 @@ def badge_for(kind: str, summary: ProjectSummary | None) -> Badge:
             return Badge(label, " | ".join(passing), "brightgreen")
         return Badge(label, "untested", "lightgrey")
     state = summary.review_state
+    if not state and summary.kind == "hosted":
+        # Hosted projects are accepted by the foundation, not through a TAC review.
+        accepted = f", accepted {summary.accepted_on}" if summary.accepted_on else ""
+        return Badge(label, f"hosted{accepted}", "blue")
     if not state:
         return Badge(label, "none", "lightgrey")
     return Badge(label, state.replace("_", " "), REVIEW_COLORS.get(state, UNKNOWN_COLOR))

@@ -37,6 +37,40 @@ class Category(models.Model):
         return str(self)
 
 
+class Logo(models.Model):
+    """A logo file as imported with the landscape, addressed by the SHA-256 of its bytes.
+
+    Third-party SVG is active content: it is never inlined in a page, only served as an image by
+    `registry.views.logo` under a sandboxing policy. `card_png` is our own small PNG rendering of
+    it (registry/logos.py); pages show that, and the original only when rendering failed.
+    """
+
+    class ContentType(models.TextChoices):
+        SVG = "image/svg+xml", "SVG"
+        PNG = "image/png", "PNG"
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    content_type = models.CharField(max_length=32, choices=ContentType.choices)
+    data = models.BinaryField()
+    card_png = models.BinaryField(null=True, blank=True)
+    source_name = models.CharField(max_length=200, blank=True, help_text="File name when imported.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(content_type__in=["image/svg+xml", "image/png"]),
+                name="logo_content_type_svg_or_png",
+            ),
+            models.CheckConstraint(
+                condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="logo_sha256_hex"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_name or 'logo'} ({self.sha256[:12]})"
+
+
 class Project(models.Model):
     class Kind(models.TextChoices):
         HOSTED = "hosted", "Hosted (foundation)"
@@ -71,7 +105,11 @@ class Project(models.Model):
     homepage_url = models.URLField(max_length=500, blank=True)
     documentation_url = models.URLField(max_length=500, blank=True)
     pypi_name = models.CharField(max_length=200, blank=True)
-    logo = models.CharField(max_length=200, blank=True)
+    logo = models.CharField(max_length=200, blank=True)  # the file name in the landscape
+    # The imported file itself; set by the landscape import only (hence not editable).
+    logo_file = models.ForeignKey(
+        Logo, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
+    )
     repo_owner = models.CharField(max_length=100, blank=True)
     repo_name = models.CharField(max_length=100, blank=True)
     github_id = models.BigIntegerField(null=True, blank=True, unique=True)
@@ -184,6 +222,9 @@ class MaintainerIdentity(models.Model):
     verified = models.BooleanField(
         default=False, help_text="Confirmed through a GitHub login or by staff."
     )
+
+    class Meta:
+        verbose_name_plural = "maintainer identities"
 
     def __str__(self) -> str:
         return f"{self.user} = @{self.github_handle}"

@@ -3,12 +3,14 @@
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
-from registry.landscape import ParsedLandscape
-from registry.models import Category, Project, RepoSnapshot
+from registry.landscape import LandscapeItem, ParsedLandscape
+from registry.logos import LogoRefused, logo_card_png, logo_read
+from registry.models import Category, Logo, Project, RepoSnapshot
 from registry.repository_urls import OWNER_RE, REPO_RE, Repository
 from registry.sources import github
 
@@ -116,16 +118,23 @@ class ImportReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     flagged: list[tuple[str, str]] = field(default_factory=list)
+    logos_stored: int = 0  # logo files new to the registry
+    logos_rendered: int = 0  # ... of which rendered for the cards (the others show as they are)
 
 
 @transaction.atomic
-def landscape_import(*, parsed: ParsedLandscape) -> ImportReport:
+def landscape_import(
+    *, parsed: ParsedLandscape, logo_directory: Path | None = None
+) -> ImportReport:
     """Create or update categories and projects from a parsed landscape, all or nothing.
 
     Projects are matched by slug, so a second import of the same file changes nothing.
     Projects absent from the file (onboarded through a review, say) are left alone.
+    With a `logo_directory`, each item's logo file is read from it, checked and stored (a file
+    refused is flagged on its project); without one, the projects' logos are left as they are.
     """
     report = ImportReport(skipped=list(parsed.skipped))
+    known_logos = set(Logo.objects.values_list("sha256", flat=True)) if logo_directory else set()
     subcategories: dict[tuple[str, str], Category] = {}
     for position, (category_name, sub_names) in enumerate(parsed.categories, start=1):
         root = _category_upsert(name=category_name, parent=None, position=position)
@@ -171,6 +180,10 @@ def landscape_import(*, parsed: ParsedLandscape) -> ImportReport:
             "landscape_extra": item.extra,
             "flags": flags,
         }
+        if logo_directory is not None:
+            values["logo_file_id"] = _logo_store(
+                item=item, directory=logo_directory, known=known_logos, flags=flags, report=report
+            )
         if item.accepted_on or project.pk is None:
             values["accepted_on"] = item.accepted_on
         if flags:
@@ -179,6 +192,7 @@ def landscape_import(*, parsed: ParsedLandscape) -> ImportReport:
             for attribute, value in values.items():
                 setattr(project, attribute, value)
             project.save()
+            project_public_summary_changed(project=project)  # drops a cached "unknown" badge
             report.created.append(item.slug)
             continue
         changed = [a for a, v in values.items() if getattr(project, a) != v]
@@ -191,10 +205,36 @@ def landscape_import(*, parsed: ParsedLandscape) -> ImportReport:
         for attribute in changed:
             setattr(project, attribute, values.get(attribute, getattr(project, attribute)))
         project.save(update_fields=[*changed, "updated_at"])
-        if {"status"} & set(changed):
+        if {"status", "kind", "accepted_on"} & set(changed):
             project_public_summary_changed(project=project)
         report.updated.append(item.slug)
     return report
+
+
+def _logo_store(
+    *, item: LandscapeItem, directory: Path, known: set[str], flags: list, report: ImportReport
+) -> str | None:
+    """The id of the item's stored logo (stored now if new), or None with a flag saying why."""
+    if not item.logo:
+        return None
+    try:
+        logo = logo_read(directory=directory, name=item.logo)
+    except LogoRefused as refused:
+        flags.append({"code": "logo", "message": f"{refused}; imported without a logo"})
+        return None
+    if logo.sha256 not in known:
+        card_png = logo_card_png(logo)
+        Logo.objects.create(
+            sha256=logo.sha256,
+            content_type=logo.content_type,
+            data=logo.data,
+            card_png=card_png,
+            source_name=logo.name,
+        )
+        known.add(logo.sha256)
+        report.logos_stored += 1
+        report.logos_rendered += card_png is not None
+    return logo.sha256
 
 
 def _category_upsert(*, name: str, parent: Category | None, position: int) -> Category:

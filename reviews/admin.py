@@ -52,6 +52,7 @@ class SubmissionAdmin(admin.ModelAdmin):
 class CriterionResultAdmin(admin.ModelAdmin):
     list_display = ("submission", "criterion", "outcome", "automated", "overridden_by")
     list_filter = ("outcome", "automated", "criterion")
+    search_fields = ("submission__project_name",)
     readonly_fields = ("submission", "criterion", "automated_outcome", "overridden_by")
 
 
@@ -59,27 +60,41 @@ class CriterionResultAdmin(admin.ModelAdmin):
 class CriterionAnswerAdmin(admin.ModelAdmin):
     list_display = ("submission", "criterion", "reviewer", "outcome", "updated_at")
     list_filter = ("outcome", "criterion")
+    search_fields = ("submission__project_name", "reviewer__username", "justification")
 
 
 @admin.register(Vote)
 class VoteAdmin(admin.ModelAdmin):
-    list_display = ("submission", "voter", "choice", "updated_at")
+    """Read-only: a vote is cast through reviews.services.vote_cast, which checks who may vote
+    (role, conflict of interest, an open vote) and writes the audit event."""
+
+    list_display = ("submission", "voter", "choice", "cast_at", "updated_at")
     list_filter = ("choice",)
-    readonly_fields = ("submission", "voter", "choice")
+    list_select_related = ("submission", "voter")
+    search_fields = ("submission__project_name", "voter__username", "voter__email")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Comment)
 class CommentAdmin(admin.ModelAdmin):
     list_display = ("submission", "author", "shared_with_applicant", "created_at")
     list_filter = ("shared_with_applicant",)
-    search_fields = ("body",)
+    search_fields = ("body", "submission__project_name", "author__username")
 
 
 @admin.register(ReviewEvent)
 class ReviewEventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "kind", "submission", "periodic_review", "actor", "to_state")
     list_filter = ("kind", "public")
-    search_fields = ("note",)
+    search_fields = ("note", "submission__project_name", "periodic_review__project__name")
     readonly_fields = [f.name for f in ReviewEvent._meta.fields]
 
     def has_add_permission(self, request):
@@ -92,11 +107,13 @@ class ReviewEventAdmin(admin.ModelAdmin):
 @admin.register(OnboardingTask)
 class OnboardingTaskAdmin(admin.ModelAdmin):
     list_display = ("submission", "label", "suggested", "done_at", "done_by")
-    list_filter = ("suggested",)
+    list_filter = ("suggested", ("done_at", admin.EmptyFieldListFilter))
+    search_fields = ("label", "submission__project_name")
 
 
 @admin.register(PeriodicReview)
 class PeriodicReviewAdmin(admin.ModelAdmin):
     list_display = ("project", "state", "due_on", "grace_until", "decided_by")
     list_filter = ("state",)
+    search_fields = ("project__name", "project__slug")
     readonly_fields = ("state", "results", "failing_criteria", "grace_until", "compat_run")

@@ -226,6 +226,14 @@ class CriterionResultSerializer(serializers.ModelSerializer):
         help_text="What the automated check measured; '' until it ran (always '' for the "
         "criteria only reviewers answer).",
     )
+    check_state = serializers.ChoiceField(
+        choices=CriterionResult.CheckState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Where the automated check stands: running, retrying (at `check_retry_at`, "
+        "because of `check_note`), failed (`check_note` says why) or measured; '' for the "
+        "criteria only reviewers answer.",
+    )
 
     class Meta:
         model = CriterionResult
@@ -238,6 +246,9 @@ class CriterionResultSerializer(serializers.ModelSerializer):
             "evidence_value",
             "evidence_url",
             "measured_at",
+            "check_state",
+            "check_retry_at",
+            "check_note",
             "overridden_by",
             "override_reason",
             "updated_at",

@@ -20,6 +20,8 @@ from reviews import criteria
 logger = logging.getLogger(__name__)
 
 MET, UNMET, UNKNOWN, NOT_APPLICABLE = "met", "unmet", "unknown", "na"
+# Where a check stands (CriterionResult.CheckState): it measured, it waits, or it could not run.
+MEASURED, RUNNING, FAILED = "measured", "running", "failed"
 PYPI_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
 PYPI_TIMEOUT_S = 10
 
@@ -31,6 +33,7 @@ class Measurement:
     value: str
     url: str = ""
     measured_at: datetime | None = None
+    check: str = MEASURED  # RUNNING: the value says what it waits for; FAILED: why it failed
 
 
 class ChecksDeferred(Exception):
@@ -106,8 +109,11 @@ def _threshold(number: int, value, minimum: int, label: str, url: str, at) -> Me
 
 
 def github_unreachable_measurements(reason: str, *, outcome: str = UNKNOWN) -> list[Measurement]:
+    """The GitHub criteria when GitHub gave no figures: unknown means the check failed (with
+    `reason`); unmet is a finding (the repository is not public)."""
     at = timezone.now()
-    return [Measurement(n, outcome, reason, "", at) for n in criteria.GITHUB_CRITERIA]
+    check = FAILED if outcome == UNKNOWN else MEASURED
+    return [Measurement(n, outcome, reason, "", at, check) for n in criteria.GITHUB_CRITERIA]
 
 
 def fetch_github_health(*, owner: str, name: str):
@@ -167,7 +173,7 @@ def pypi_measurement(package: str) -> Measurement:
     except requests.RequestException as error:
         logger.info("PyPI unreachable for %s: %s", package, error)
         return Measurement(
-            9, UNKNOWN, f"PyPI could not be reached ({type(error).__name__})", "", at
+            9, UNKNOWN, f"PyPI could not be reached ({type(error).__name__})", "", at, FAILED
         )
     if response.status_code == 404:
         return Measurement(
@@ -176,13 +182,13 @@ def pypi_measurement(package: str) -> Measurement:
             "", at,
         )  # fmt: skip
     if response.status_code != 200:
-        return Measurement(9, UNKNOWN, f"PyPI answered HTTP {response.status_code}", "", at)
+        return Measurement(9, UNKNOWN, f"PyPI answered HTTP {response.status_code}", "", at, FAILED)
     try:
         data = response.json()
         version = str(data["info"]["version"])[:50]
         has_files = bool(data.get("urls")) or any((data.get("releases") or {}).values())
     except (ValueError, KeyError, TypeError):
-        return Measurement(9, UNKNOWN, "PyPI answered with an unexpected body", "", at)
+        return Measurement(9, UNKNOWN, "PyPI answered with an unexpected body", "", at, FAILED)
     if not has_files:
         return Measurement(9, UNMET, f"{package} {version} has no files on PyPI", page, at)
     return Measurement(9, MET, f"{package} {version} on PyPI", page, at)
@@ -200,8 +206,8 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
     if not cells:
         reason = "the compatibility run has no cells"
         return [
-            Measurement(1, UNKNOWN, reason, run_url, at),
-            Measurement(8, UNKNOWN, reason, run_url, at),
+            Measurement(1, UNKNOWN, reason, run_url, at, FAILED),
+            Measurement(8, UNKNOWN, reason, run_url, at, FAILED),
         ]
     versions = sorted({cell.target.version for cell in cells})
     failing = sorted({c.target.label for c in cells if c.state in FAILING_CELL_STATES})
@@ -224,14 +230,15 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
         value = f"passes on PyTorch {', '.join(versions)}"
         outcome = MET
     tests = f"{value}; {tests_passed} tests passed, {tests_failed} failed"
+    check = FAILED if errored and not failing else MEASURED  # infrastructure, not the project
     if outcome == MET and tests_passed == 0:
         return [
             Measurement(1, MET, value, run_url, at),
             Measurement(8, UNMET, f"{value}; but no tests ran", run_url, at),
         ]
     return [
-        Measurement(1, outcome, value, run_url, at),
-        Measurement(8, outcome, tests, run_url, at),
+        Measurement(1, outcome, value, run_url, at, check),
+        Measurement(8, outcome, tests, run_url, at, check),
     ]
 
 

@@ -99,11 +99,13 @@ LAYOUT_FILES = {
     19: ("has_code_of_conduct", "CODE_OF_CONDUCT"),
 }
 
-ONBOARDING_TASKS: tuple[tuple[str, str, bool], ...] = (
-    # key, label, suggested only (not required)
-    ("logo", "Logo received (SVG) for the landscape", False),
-    ("landscape_entry", "Entry added to the landscape data file (category and subcategory)", False),
-    ("github_2fa", "Two-factor authentication required for the GitHub organisation", False),
-    ("announcement", "Announcement / blog post published", False),
-    ("cla_dco", "CLA or DCO in place (suggested)", True),
-)
+ONBOARDING_TASKS: tuple[tuple[str, str, bool, bool], ...] = (
+    # key, label, suggested only (not required), done by the applicant (else the foundation)
+    ("logo", "Logo received (SVG) for the landscape", False, True),
+    ("landscape_entry", "Entry added to the landscape data file (category and subcategory)", False,
+     False),
+    ("github_2fa", "Two-factor authentication required for the GitHub organisation", False, True),
+    ("announcement", "Announcement / blog post published", False, False),
+    ("cla_dco", "CLA or DCO in place (suggested)", True, True),
+)  # fmt: skip
+APPLICANT_ONBOARDING_TASKS = frozenset(key for key, _, _, mine in ONBOARDING_TASKS if mine)

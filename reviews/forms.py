@@ -3,7 +3,6 @@
 import re
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from registry.models import Category
 from reviews import criteria, services
@@ -12,6 +11,7 @@ from reviews.models import (
     DESCRIPTION_MAX_WORDS,
     DESCRIPTION_MIN_WORDS,
     HOSTED_ANSWERS,
+    OPTIONAL_ANSWERS,
     REQUIRED_ANSWERS,
     CriterionResult,
     Submission,
@@ -42,7 +42,8 @@ class ListField(forms.CharField):
 
 class SubmissionForm(forms.ModelForm):
     """The application's answers. What every save needs (safe URLs, sizes, formats) is the
-    services' rule, applied in `clean`; the form adds the description's word count."""
+    services' rule, applied in `clean`. Completeness (required answers, the description's word
+    count) waits for submit (`services.submission_submit`): a draft keeps whatever is typed."""
 
     contact_emails = ListField(required=False, help_text="One a line.")
     maintainer_handles = ListField(
@@ -60,7 +61,15 @@ class SubmissionForm(forms.ModelForm):
         model = Submission
         fields = ANSWER_FIELDS
         widgets = {
-            "description": forms.Textarea(attrs={"rows": 8}),
+            "kind": forms.RadioSelect,
+            "description": forms.Textarea(
+                attrs={
+                    "rows": 8,
+                    "data-min-words": DESCRIPTION_MIN_WORDS,
+                    "data-max-words": DESCRIPTION_MAX_WORDS,
+                    "data-word-counter": "id_description-words",
+                }
+            ),
             "similar_projects": forms.Textarea(attrs={"rows": 2}),
             "documentation": forms.Textarea(attrs={"rows": 3}),
             "ci_description": forms.Textarea(attrs={"rows": 3}),
@@ -91,6 +100,10 @@ class SubmissionForm(forms.ModelForm):
             "tac_sponsor": "TAC sponsor",
             "classification": "Platform or vertical",
         }
+        help_texts = {
+            "description": f"{DESCRIPTION_MIN_WORDS} to {DESCRIPTION_MAX_WORDS} words. A draft "
+            "keeps any length; the count is checked when you submit.",
+        }
 
     def __init__(self, *args, for_submit: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,15 +119,22 @@ class SubmissionForm(forms.ModelForm):
                 self.fields[name].required = True
         self.fields["kind"].required = True
 
-    def clean_description(self):
-        text = self.cleaned_data["description"].strip()
-        words = len(text.split())
-        if text and not DESCRIPTION_MIN_WORDS <= words <= DESCRIPTION_MAX_WORDS:
-            raise ValidationError(
-                f"Write {DESCRIPTION_MIN_WORDS} to {DESCRIPTION_MAX_WORDS} words "
-                f"(this has {words})."
-            )
-        return text
+    @property
+    def is_hosted(self) -> bool:
+        """The kind chosen (posted, or saved): the hosted-only answers show only for it."""
+        return self["kind"].value() == Submission.Kind.HOSTED
+
+    def description_words(self) -> int:
+        return len(str(self["description"].value() or "").split())
+
+    def required_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ("kind", *REQUIRED_ANSWERS)]
+
+    def optional_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in OPTIONAL_ANSWERS]
+
+    def hosted_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in HOSTED_ANSWERS]
 
     def clean(self):
         data = super().clean()
@@ -136,6 +156,8 @@ class TransitionForm(forms.Form):
     note = forms.CharField(
         max_length=5000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+    # Opening the vote while criteria are unknown or not met: the reviewer confirmed it.
+    confirm = forms.BooleanField(required=False)
 
 
 class CommentForm(forms.Form):

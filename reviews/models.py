@@ -144,6 +144,15 @@ class CriterionResult(models.Model):
         UNKNOWN = "unknown", "Unknown"
         NOT_APPLICABLE = "na", "Not applicable"
 
+    class CheckState(models.TextChoices):
+        """Where the automated check of this criterion stands ("" for the criteria only
+        reviewers answer)."""
+
+        RUNNING = "running", "Running"
+        RETRYING = "retrying", "Retrying"
+        FAILED = "failed", "Failed"
+        MEASURED = "measured", "Measured"
+
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="results")
     criterion = models.PositiveSmallIntegerField(choices=criteria.CHOICES)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.UNKNOWN)
@@ -152,6 +161,13 @@ class CriterionResult(models.Model):
     evidence_value = models.CharField(max_length=500, blank=True)
     evidence_url = models.URLField(max_length=500, blank=True)
     measured_at = models.DateTimeField(null=True, blank=True)
+    check_state = models.CharField(max_length=16, choices=CheckState.choices, blank=True)
+    check_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a check that could not run is tried again."
+    )
+    check_note = models.CharField(
+        max_length=500, blank=True, help_text="Why the check is retrying or failed."
+    )
     overridden_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -357,6 +373,9 @@ class OnboardingTask(models.Model):
     key = models.SlugField(max_length=40)
     label = models.CharField(max_length=200)
     suggested = models.BooleanField(default=False)
+    for_applicant = models.BooleanField(
+        default=False, help_text="The applicant does it and ticks it (staff may too)."
+    )
     position = models.PositiveSmallIntegerField(default=0)
     done_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(

@@ -2,7 +2,10 @@
 members (when a vote opens) and, for periodic reviews, the project's maintainers.
 
 Each recipient gets a message of their own (no one sees another's address), written for their
-audience: the applicant's side links the application page, the TAC's side the review page.
+audience, with only the links that recipient can open: the applicant's side links the
+application page (not for a contact who signs in with an account of their own: the page is the
+applicant's), the TAC's side the review page (not for a member with a conflict of interest, who
+cannot open it), the maintainers the project's public page.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from registry.models import MaintainerIdentity
 from reviews.models import PeriodicReview, ReviewEvent, Submission
-from reviews.roles import REVIEWERS_GROUP, STAFF_GROUP, VOTING_GROUP
+from reviews.roles import REVIEWERS_GROUP, STAFF_GROUP, VOTING_GROUP, conflict_reason
 from reviews.states import PeriodicReviewState, SubmissionState
 
 logger = logging.getLogger(__name__)
@@ -55,8 +59,35 @@ def applicant_contacts(submission: Submission) -> set[str]:
 
 
 def group_emails(*names: str) -> set[str]:
-    users = get_user_model().objects.filter(groups__name__in=names, is_active=True).distinct()
-    return _emails_of(users)
+    return _emails_of(group_members(*names))
+
+
+def group_members(*names: str):
+    return get_user_model().objects.filter(groups__name__in=names, is_active=True).distinct()
+
+
+def tac_emails(submission: Submission, users) -> set[str]:
+    """Emails of the TAC members among `users` who can open the application's review page:
+    active, and with no conflict of interest (those never see the TAC's view of it)."""
+    return _emails_of(
+        user
+        for user in users
+        if user.is_active and not conflict_reason(submission=submission, user=user)
+    )
+
+
+def contacts_with_other_accounts(submission: Submission, contacts: set[str]) -> set[str]:
+    """The contacts who sign in with an account that is not the applicant's: the application's
+    page is not theirs to open."""
+    lowered = {email.lower(): email for email in contacts}
+    others = (
+        get_user_model()
+        .objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=list(lowered))
+        .exclude(pk=submission.applicant_id)
+        .values_list("email_lower", flat=True)
+    )
+    return {lowered[email] for email in others}
 
 
 def maintainer_emails(review: PeriodicReview) -> set[str]:
@@ -78,34 +109,47 @@ def maintainer_emails(review: PeriodicReview) -> set[str]:
     return emails
 
 
+def _applicant_mails(submission: Submission, subject: str, text: list[str]) -> list[Mail]:
+    """The applicant's side: the application page for the applicant's own addresses."""
+    link = _site_url(reverse("reviews:application", kwargs={"pk": submission.pk}))
+    contacts = applicant_contacts(submission)
+    others = contacts_with_other_accounts(submission, contacts)
+    return [
+        Mail(subject, "\n".join([*text, f"Your application: {link}"]), contacts - others),
+        Mail(
+            subject,
+            "\n".join(
+                [
+                    *text,
+                    "You are a contact of this application; its page is open to the "
+                    "account that filed it.",
+                ]
+            ),
+            others,
+        ),
+    ]
+
+
 def _submission_mails(event: ReviewEvent) -> list[Mail]:
     submission = event.submission
     if submission is None:
         return []
-    reviewers = _emails_of(submission.reviewers.all())
-    link_applicant = _site_url(reverse("reviews:application", kwargs={"pk": submission.pk}))
+    reviewers = tac_emails(submission, submission.reviewers.all())
     link_tac = _site_url(reverse("reviews:review", kwargs={"pk": submission.pk}))
     name = str(submission)
     if event.kind == ReviewEvent.Kind.COMMENT:
         if event.data.get("shared") and event.actor_id == submission.applicant_id:
             return [Mail(f"{name}: the applicant wrote", f"Read it at {link_tac}", reviewers)]
         if event.data.get("shared"):
-            contacts = applicant_contacts(submission)
-            return [
-                Mail(f"{name}: a message from the TAC", f"Read it at {link_applicant}", contacts)
-            ]
+            subject = f"{name}: a message from the TAC"
+            return _applicant_mails(submission, subject, ["The TAC wrote to you."])
         return []
     if event.kind == ReviewEvent.Kind.ASSIGNMENT:
         if not event.data.get("assigned"):
             return []
         reviewer = get_user_model().objects.filter(pk=event.data.get("reviewer_id")).first()
-        if reviewer is None or not reviewer.email:
-            return []
-        return [
-            Mail(
-                f"{name}: assigned to you for review", f"Review it at {link_tac}", {reviewer.email}
-            )
-        ]
+        recipients = tac_emails(submission, [reviewer] if reviewer else [])
+        return [Mail(f"{name}: assigned to you for review", f"Review it at {link_tac}", recipients)]
     if event.kind not in APPLICANT_KINDS:
         return []
     if event.kind == ReviewEvent.Kind.OVERRIDE:
@@ -117,11 +161,11 @@ def _submission_mails(event: ReviewEvent) -> list[Mail]:
         text += ["Reason / note:", event.note, ""]
     tac = set(reviewers)
     if event.to_state == SubmissionState.VOTING:
-        tac |= group_emails(VOTING_GROUP)
+        tac |= tac_emails(submission, group_members(VOTING_GROUP))
         text.append(f"The vote closes on {submission.vote_closes_at:%Y-%m-%d %H:%M} UTC.")
     applicant = applicant_contacts(submission)
     return [
-        Mail(subject, "\n".join([*text, f"Your application: {link_applicant}"]), applicant),
+        *_applicant_mails(submission, subject, text),
         # An address the applicant listed as a contact gets the applicant's text only.
         Mail(subject, "\n".join([*text, f"TAC review page: {link_tac}"]), tac - applicant),
     ]
@@ -140,6 +184,8 @@ def _periodic_mails(event: ReviewEvent) -> list[Mail]:
     if not event.to_state or event.to_state == PeriodicReviewState.CHECKING:
         return []
     body = [subject, "", event.note, ""]
+    # The maintainers' link: the public project page (its review history), which anyone opens.
+    project_page = f"The project's page: {_site_url(project.get_absolute_url())}"
     if event.to_state == PeriodicReviewState.FAILING:
         body += [
             "These criteria of the ecosystem process are not met:",
@@ -151,6 +197,8 @@ def _periodic_mails(event: ReviewEvent) -> list[Mail]:
             "",
             f"Please fix them by {review.grace_until:%Y-%m-%d}; the project is checked again "
             "then, and proposed for retirement if they still fail.",
+            "",
+            project_page,
         ]
         return [Mail(subject, "\n".join(body), maintainer_emails(review))]
     if event.to_state == PeriodicReviewState.RETIREMENT_PROPOSED:
@@ -161,6 +209,7 @@ def _periodic_mails(event: ReviewEvent) -> list[Mail]:
             "The project is retired from the ecosystem; please remove the ecosystem references "
             "(badges, README mentions) from the repository."
         )
+    body.append(project_page)
     return [Mail(subject, "\n".join(body), maintainer_emails(review))]
 
 

@@ -28,6 +28,8 @@ from reviews.states import (
     SubmissionState,
 )
 
+CheckState = CriterionResult.CheckState
+
 
 @dataclass(frozen=True)
 class QueueFilters:
@@ -120,17 +122,51 @@ def open_periodic_reviews() -> QuerySet[PeriodicReview]:
     )
 
 
+@dataclass(frozen=True)
+class CheckStatus:
+    """Where an automated criterion's check stands, in words (measured checks have none)."""
+
+    state: str  # running, retrying or failed
+    text: str  # "running", "retrying at 14:05 UTC because …", "failed: …"
+    note: str  # the reason alone
+
+
+def check_status(
+    *, info: criteria.Criterion, result: CriterionResult | None, submission: Submission, now=None
+) -> CheckStatus | None:
+    if not info.automated:
+        return None
+    state = result.check_state if result else ""
+    if not state and submission.state in (SubmissionState.SUBMITTED, SubmissionState.CHECKING):
+        state = CheckState.RUNNING  # the checks task has not written this row yet
+    note = result.check_note if result else ""
+    if state == CheckState.RUNNING:
+        return CheckStatus(state, "running", "")
+    if state == CheckState.RETRYING and result is not None and result.check_retry_at:
+        at = result.check_retry_at
+        if at < (now or timezone.now()) - timedelta(minutes=1):
+            return CheckStatus(
+                state, f"retry was due at {at:%H:%M} UTC and has not run yet: {note}", note
+            )
+        return CheckStatus(state, f"retrying at {at:%H:%M} UTC because {note}", note)
+    if state == CheckState.FAILED:
+        return CheckStatus(state, f"failed: {note}", note)
+    return None
+
+
 @dataclass
 class CriterionRow:
     info: criteria.Criterion
     result: CriterionResult | None
     answers: list[CriterionAnswer]
     my_answer: CriterionAnswer | None
+    check: CheckStatus | None = None
 
 
 def criteria_rows(*, submission: Submission, user=None) -> list[CriterionRow]:
     results = {r.criterion: r for r in submission.results.select_related("overridden_by")}
     answers: dict[int, list[CriterionAnswer]] = {}
+    now = timezone.now()
     for answer in submission.answers.select_related("reviewer"):
         answers.setdefault(answer.criterion, []).append(answer)
     rows = []
@@ -138,15 +174,60 @@ def criteria_rows(*, submission: Submission, user=None) -> list[CriterionRow]:
         mine = [
             a for a in answers.get(info.number, []) if user is not None and a.reviewer_id == user.pk
         ]
+        result = results.get(info.number)
         rows.append(
             CriterionRow(
                 info,
-                results.get(info.number),
+                result,
                 answers.get(info.number, []),
                 mine[0] if mine else None,
+                check_status(info=info, result=result, submission=submission, now=now),
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class UnresolvedCriterion:
+    number: int
+    title: str
+    outcome: str  # "unknown" or "unmet"
+    evidence: str
+
+    @property
+    def outcome_label(self) -> str:
+        return CriterionResult.Outcome(self.outcome).label
+
+
+@dataclass(frozen=True)
+class CriteriaSummary:
+    """The criteria a vote would leave open: unknown, or not met."""
+
+    unresolved: list[UnresolvedCriterion]
+
+    @property
+    def unknown(self) -> list[UnresolvedCriterion]:
+        return [c for c in self.unresolved if c.outcome == CriterionResult.Outcome.UNKNOWN]
+
+    @property
+    def unmet(self) -> list[UnresolvedCriterion]:
+        return [c for c in self.unresolved if c.outcome == CriterionResult.Outcome.UNMET]
+
+    def __str__(self) -> str:
+        return f"{len(self.unknown)} unknown, {len(self.unmet)} not met"
+
+
+def criteria_summary(*, submission: Submission) -> CriteriaSummary:
+    """Unknown and unmet criteria, in order; a criterion never measured counts as unknown."""
+    results = {r.criterion: r for r in submission.results.all()}
+    unresolved = []
+    for info in criteria.CRITERIA:
+        result = results.get(info.number)
+        outcome = result.outcome if result else CriterionResult.Outcome.UNKNOWN
+        if outcome in (CriterionResult.Outcome.UNKNOWN, CriterionResult.Outcome.UNMET):
+            evidence = result.evidence_value if result else "not measured yet"
+            unresolved.append(UnresolvedCriterion(info.number, info.title, outcome, evidence))
+    return CriteriaSummary(unresolved)
 
 
 def comments_for(*, submission: Submission, tac: bool) -> QuerySet[Comment]:

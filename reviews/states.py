@@ -120,3 +120,12 @@ class NotAllowed(ReviewError):
 class InvalidTransition(ReviewError):
     """A move the table does not allow from this state, or one missing what it needs (a
     category, a note); the message says why."""
+
+
+class UnresolvedCriteria(InvalidTransition):
+    """The vote would open while criteria are unknown or not met: the reviewer confirms first.
+    `criteria` lists them (each with `number`, `title`, `outcome`)."""
+
+    def __init__(self, message: str, criteria: list):
+        super().__init__(message)
+        self.criteria = criteria

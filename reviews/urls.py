@@ -14,6 +14,11 @@ urlpatterns = [
     path("applications/<int:pk>/withdraw/", views.application_withdraw, name="withdraw"),
     path("applications/<int:pk>/resume/", views.application_resume, name="resume"),
     path("applications/<int:pk>/comment/", views.application_comment, name="comment"),
+    path(
+        "applications/<int:pk>/onboarding/<int:task_id>/",
+        views.application_onboarding,
+        name="application_onboarding",
+    ),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/<int:pk>/", views.review_detail, name="review"),
     path("dashboard/<int:pk>/transition/", views.review_transition, name="transition"),

@@ -132,6 +132,7 @@ def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
     submission = _own_submission(request, pk)
+    onboarding = submission.onboarding_tasks.filter(for_applicant=True).select_related("done_by")
     return render(
         request,
         "reviews/application_detail.html",
@@ -147,8 +148,29 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "editable": submission.state in EDITABLE_STATES,
             "can_withdraw": SubmissionState.WITHDRAWN in next_states(submission.state, {APPLICANT}),
             "can_resume": SubmissionState.IN_REVIEW in next_states(submission.state, {APPLICANT}),
+            "onboarding": onboarding,
         },
     )
+
+
+@login_required
+@require_POST
+def application_onboarding(request: HttpRequest, pk: int, task_id: int) -> HttpResponse:
+    """The applicant ticks a task of their onboarding checklist (the service says which)."""
+    submission = _own_submission(request, pk)
+    task = get_object_or_404(submission.onboarding_tasks, pk=task_id)
+    _onboarding_set(request, task)
+    return redirect(reverse("reviews:application", kwargs={"pk": pk}) + "#onboarding")
+
+
+def _onboarding_set(request: HttpRequest, task: OnboardingTask) -> None:
+    done = request.POST.get("done") == "1"
+    try:
+        services.onboarding_task_set(task=task, done=done, actor=request.user)
+    except ReviewError as error:
+        _refused(request, error)
+    else:
+        messages.success(request, f"{task.label}: {'done' if done else 'not done'}.")
 
 
 @login_required
@@ -251,6 +273,7 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
     roles = user_roles(user)
     on_this = services.roles_on(submission=submission, actor=user)
     tally = services.vote_tally(submission=submission)
+    summary = selectors.criteria_summary(submission=submission)
     my_vote = submission.votes.filter(voter=user).first()
     conflict = conflict_reason(submission=submission, user=user)
     reviewers = (
@@ -268,6 +291,11 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
         "cells": selectors.compat_cells_of(run_id=submission.compat_run_id),
         "health": submission.github_health,
         "tally": tally,
+        "criteria_summary": summary,
+        "can_close_vote": bool(on_this & {REVIEWER, STAFF})
+        and submission.state == SubmissionState.VOTING
+        and tally.eligible > 0
+        and tally.not_voted == 0,
         "votes": submission.votes.select_related("voter").order_by("voter__username"),
         "my_vote": my_vote,
         "vote_choices": Vote.Choice.choices,
@@ -336,10 +364,21 @@ def review_transition(request: HttpRequest, submission: Submission):
     if not form.is_valid():
         messages.error(request, "The note is too long (at most 5,000 characters).")
         return None
-    to = form.cleaned_data["to"]
-    services.submission_transition(
-        submission=submission, to=to, actor=request.user, note=form.cleaned_data["note"]
-    )
+    to, note = form.cleaned_data["to"], form.cleaned_data["note"]
+    try:
+        services.submission_transition(
+            submission=submission,
+            to=to,
+            actor=request.user,
+            note=note,
+            confirmed=form.cleaned_data["confirm"],
+        )
+    except services.UnresolvedCriteria as unresolved:
+        # The page again, with the open criteria and a button that confirms the move.
+        messages.warning(request, str(unresolved))
+        context = _review_context(request, submission)
+        context["confirm_vote"] = {"note": note}
+        return render(request, "reviews/review_detail.html", context)
     label = SubmissionState(to).label if to in SubmissionState.values else to
     messages.success(request, f"Moved to '{label}'.")
     return None
@@ -436,7 +475,20 @@ def review_vote(request: HttpRequest, submission: Submission):
         services.vote_cast(
             submission=submission, voter=request.user, choice=form.cleaned_data["choice"]
         )
-        messages.success(request, "Your vote is recorded; you can change it until the vote closes.")
+        if submission.state == SubmissionState.VOTING:
+            messages.success(
+                request, "Your vote is recorded; you can change it until the vote closes."
+            )
+        else:  # the last eligible vote closed it: the whole page changes
+            messages.success(
+                request,
+                "Your vote is recorded. Every eligible member has voted, so the vote closed: "
+                f"{submission.get_state_display()}.",
+            )
+            if request.htmx:
+                response = HttpResponse(status=200)
+                response["HX-Redirect"] = reverse("reviews:review", kwargs={"pk": submission.pk})
+                return response
     if request.htmx:
         submission.refresh_from_db()
         return render(request, "reviews/_vote_panel.html", _review_context(request, submission))
@@ -456,12 +508,7 @@ def onboarding_toggle(request: HttpRequest, pk: int, task_id: int) -> HttpRespon
     task = get_object_or_404(
         OnboardingTask.objects.select_related("submission"), pk=task_id, submission_id=pk
     )
-    try:
-        services.onboarding_task_set(
-            task=task, done=request.POST.get("done") == "1", actor=request.user
-        )
-    except ReviewError as error:
-        _refused(request, error)
+    _onboarding_set(request, task)
     return _back(pk, "#onboarding")
 
 

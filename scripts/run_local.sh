@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: migrate, load the real landscape and the demo, then web + worker + beat + runner.
+# `make run`: migrate, load the real landscape and the demo, then web + worker + results + beat +
+# runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -42,6 +43,6 @@ python manage.py migrate --noinput
 python manage.py import_landscape data/pytorch-landscape.yml
 python manage.py setup_demo
 echo
-echo "Ecosystem Registry: http://127.0.0.1:${WEB_PORT:-8000}  (Ctrl-C stops web, worker, beat and runner)"
+echo "Ecosystem Registry: http://127.0.0.1:${WEB_PORT:-8000}  (Ctrl-C stops web, worker, results, beat and runner)"
 # honcho gives every process a PORT of its own; the web port is WEB_PORT (default 8000).
-honcho start -f Procfile web worker beat runner
+honcho start -f Procfile web worker results beat runner

@@ -18,12 +18,13 @@ def compose() -> dict:
 
 def test_compose_services_run_the_procfile_commands():
     processes, services = procfile(), compose()["services"]
-    assert set(processes) == {"release", "web", "worker", "beat", "runner"}
+    assert set(processes) == {"release", "web", "worker", "results", "beat", "runner"}
     # Compose runs each Procfile line through a shell in the container, so that ${VAR:-default}
     # is read from the container's environment ($$ keeps compose from substituting it).
     for service, role in [
         ("web", "web"),
         ("worker", "worker"),
+        ("results", "results"),
         ("beat", "beat"),
         ("runner", "runner"),
         ("migrate", "release"),
@@ -35,8 +36,8 @@ def test_compose_services_run_the_procfile_commands():
 
 def test_compose_describes_the_real_deployment():
     services = compose()["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "runner"} <= set(services)
-    for name in ["postgres", "redis", "web", "worker", "beat", "runner"]:
+    assert {"postgres", "redis", "web", "worker", "results", "beat", "runner"} <= set(services)
+    for name in ["postgres", "redis", "web", "worker", "results", "beat", "runner"]:
         assert services[name]["healthcheck"]["test"], name
     assert services["beat"]["deploy"]["replicas"] == 1
     devices = services["runner"]["deploy"]["resources"]["reservations"]["devices"]

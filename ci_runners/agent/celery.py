@@ -10,8 +10,20 @@ task watches, streaming its log to the web side as a live tail and, when the cel
 progress and heartbeats go back by task NAME to the `results` queue, consumed by the web-side
 worker.
 
-At worker start, and before each job, the sandbox's cgroups that a killed job of this agent
-(same AGENT_NAME) left behind are removed (`sandbox.reap_stale_cgroups`).
+Nothing of a job outlives its agent: the pool processes end with the worker's main process
+(Celery's prefork gives them SIGKILL as their parent-death signal), a cell's child with its pool
+process (`process.die_with_parent`, SIGTERM: the job's cleanup kills its cgroup), and bwrap with
+the child (`--die-with-parent`). At worker start what killed jobs of this agent (same
+AGENT_NAME) left behind is removed: their cgroups (`sandbox.reap_stale_cgroups`, also before
+each job), job dirs that never finished and scratch dirs (`workspace.sweep_stale`).
+
+Prefetch: one cell per pool process, also after a broker reconnect. `worker_prefetch_multiplier=1`
+with late acks is not enough there: the new channel's prefetch count (1; Celery skips its
+reduction for Redis's per-consumer QoS, and could not go below 1) does not count the cell still
+running from the lost channel, so a worker with one process reserved another message (the
+running cell's own, which kombu had put back in its queue, or the next cell's) while its only
+process was busy. `worker_disable_prefetch` (Redis only) takes a message only while fewer
+requests are reserved than there are pool processes, whatever the channel.
 """
 
 from __future__ import annotations
@@ -41,6 +53,10 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    worker_disable_prefetch=True,
+    # A broker blip must not stop every running cell (Celery 6 will default to True): the
+    # cell runs on, and its claim keeps a redelivered copy of its message from running twice.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     task_ignore_result=True,
     result_backend=None,
     task_default_queue=contracts.runner_queue(contracts.DEFAULT_CAPABILITY),
@@ -65,16 +81,19 @@ def consumed_queues() -> list[str]:
 
 
 @signals.worker_init.connect
-def _reap_stale_cgroups(**_: Any) -> None:
-    from ci_runners.agent import sandbox
+def _sweep_what_killed_jobs_left(**_: Any) -> None:
+    from ci_runners.agent import sandbox, workspace
 
     try:
         removed = sandbox.reap_stale_cgroups()
     except OSError as exc:
         logger.warning("stale cgroups not reaped: %s", exc)
-        return
+        removed = []
     if removed:
         logger.info("removed %d stale cgroups: %s", len(removed), ", ".join(removed))
+    swept = workspace.sweep_stale(work_root=workspace.default_work_root())
+    if swept:
+        logger.info("removed %d stale job dirs: %s", len(swept), ", ".join(map(str, swept)))
 
 
 @signals.worker_process_init.connect

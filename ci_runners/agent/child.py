@@ -9,8 +9,10 @@ Celery's time limits can end it. The child runs `runner.run_job` with its hooks:
                  (`phase_event`, read back with `parse_phase_event`)
     on_output    copies the job's output to stderr: the cell's log
     should_stop  turns true on SIGUSR1 (the worker's cancel)
-SIGTERM ends the child through run_job's cleanup (which kills the sandbox's cgroup). The
-Result is written to RESULT_PATH (through a `.partial` file, so it appears whole or not at all).
+SIGTERM ends the child through run_job's cleanup (which kills the sandbox's cgroup), and so
+does the end of the process that started it (a parent-death signal, `process.die_with_parent`:
+kill -9 of the worker leaves no job running). The Result is written to RESULT_PATH (through a
+`.partial` file, so it appears whole or not at all).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,15 +28,29 @@ from pathlib import Path
 from typing import Any
 
 from ci_runners.agent.contracts import PROGRESS_PHASES, Job, Result
+from ci_runners.agent.process import die_with_parent
 from ci_runners.agent.worker_config import sandbox_enabled
 
 PHASE_EVENT = "phase "
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# The pid of the process that starts the child: the child ends when that one does.
+PARENT_PID_VARIABLE = "AGENT_PARENT_PID"
 
 
 def start_command(result_path: Path) -> list[str]:
-    """The child's command line; run it in `PACKAGE_ROOT` with the job's JSON on stdin."""
+    """The child's command line; run it in `PACKAGE_ROOT`, with `start_environment()` and the
+    job's JSON on stdin."""
     return [sys.executable, "-m", "ci_runners.agent.child", str(result_path)]
+
+
+def start_environment() -> dict[str, str]:
+    """The child's environment: this process's, with the package importable and its pid."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(PACKAGE_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        PARENT_PID_VARIABLE: str(os.getpid()),
+    }
 
 
 def phase_event(phase: str) -> str:
@@ -83,6 +100,10 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[agent] %(message)s")
     stop_requested = _stop_requests()
+    parent = os.environ.get(PARENT_PID_VARIABLE, "")
+    die_with_parent(
+        parent_pid=int(parent) if parent.isdigit() else os.getppid(), signum=signal.SIGTERM
+    )
     # Imported here, not at the top: the worker imports this module for the protocol only.
     from ci_runners.agent.runner import run_job
     from ci_runners.agent.workspace import default_work_root

@@ -51,6 +51,9 @@ CLAIM_KEY = "ecoreg:compat:claim:{cell_id}:{token}:{attempt}"  # value: runner n
 CELL_KEY_TTL_S = 3 * 24 * 3600
 CANCELLED = "cancelled"
 CLAIM_DONE = "done"
+# The claim is the runner's liveness: it holds the runner's name while the cell runs (refreshed
+# every few seconds, expiring soon after the last refresh) and becomes CLAIM_DONE, for
+# CELL_KEY_TTL_S, once the result is sent. The web side's reaper reads it.
 
 
 def cell_key(*, cell_id: int, token: str) -> str:
@@ -59,6 +62,11 @@ def cell_key(*, cell_id: int, token: str) -> str:
 
 def claim_key(*, cell_id: int, token: str, attempt: int) -> str:
     return CLAIM_KEY.format(cell_id=cell_id, token=token, attempt=attempt)
+
+
+def claim_done_for_s(*, ttl_s: int) -> int:
+    """How long ago a claim became CLAIM_DONE, from the time it has left to live."""
+    return CELL_KEY_TTL_S - ttl_s
 
 
 # --- caps and time allowances -----------------------------------------------------------------

@@ -261,5 +261,6 @@ def _finish(*, record: JobRecord, paths: JobPaths, work_root: Path, started: flo
     try:
         paths.log.write_text(record.log, errors="replace")
         paths.result.write_text(json.dumps(record.result.to_dict(), indent=2))
+        paths.owner.unlink(missing_ok=True)  # a finished job's record is nobody's to sweep
     except OSError:
         pass

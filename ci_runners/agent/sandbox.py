@@ -5,10 +5,10 @@ the system and the venv read-only and only its work dir writable. bwrap sets no 
 so each run gets its own cgroup v1 `pids` and `memory` groups; a run ends by killing every
 process in them, which no child escapes.
 
-A run's cgroups are named `ecoreg-<agent>-<owner pid>-<owner start time>-<id>`: the agent's
-name (AGENT_NAME, else the host name) and the process that made them. An agent killed with
-SIGKILL cannot remove its groups; `reap_stale_cgroups` later removes those of this agent whose
-owner is gone (killing what still runs in them), and never another agent's or a live job's.
+A run's cgroups are named `ecoreg-<owner>-<id>` (`owners.Owner`: the agent's name, the pid and
+start time of the process that made them). An agent killed with SIGKILL cannot remove its
+groups; `reap_stale_cgroups` later removes those of this agent whose owner is gone (killing what
+still runs in them), and never another agent's or a live job's.
 
 The sandbox never shares the host network: 127.0.0.1 services (Redis, PostgreSQL) have no
 passwords.
@@ -23,13 +23,14 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess  # noqa: S404 - bwrap is run with argument lists, never a shell
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ci_runners.agent.owners import Owner, agent_tag, process_start_time
 
 BWRAP = "/usr/bin/bwrap"
 SANDBOX_UID = 65534
@@ -132,24 +133,6 @@ class OutputCap:
         if self.cut:
             middle = f"\n[... output cut: {self.cut} bytes not kept ...]\n".encode()
         return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
-
-
-def agent_tag() -> str:
-    """This agent's name as it appears in its cgroups' names."""
-    name = os.environ.get("AGENT_NAME") or socket.gethostname() or "agent"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:48] or "agent"
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot): tells a reused pid apart."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    try:
-        return int(text.rpartition(")")[2].split()[19])
-    except (IndexError, ValueError):
-        return None
 
 
 def cgroup_name_prefix(*, pid: int | None = None) -> str:
@@ -259,11 +242,6 @@ def owned_cgroups(*, pid: int | None = None, root: Path = CGROUP_ROOT) -> set[st
     return found
 
 
-def _owner_alive(*, pid: int, start: int) -> bool:
-    current = process_start_time(pid)
-    return current is not None and (start == 0 or current == start)
-
-
 def _empty_and_remove(directory: Path, *, deadline_s: float = 10.0) -> bool:
     end = time.monotonic() + deadline_s
     while True:
@@ -312,7 +290,8 @@ def reap_stale_cgroups(*, root: Path = CGROUP_ROOT) -> list[str]:
             match = _CGROUP_NAME.match(directory.name)
             if not match or match.group("agent") != tag or not directory.is_dir():
                 continue
-            if _owner_alive(pid=int(match.group("pid")), start=int(match.group("start"))):
+            owner = Owner(agent=tag, pid=int(match.group("pid")), start=int(match.group("start")))
+            if owner.alive():
                 continue
             if _empty_and_remove(directory):
                 removed.append(f"{controller}/{directory.name}")

@@ -2,7 +2,8 @@
 
 `supervise_cell` is what the Celery task `run_cell` does, in pieces that each do one job:
     cell_still_wanted, claim_cell,   the cell's broker keys (`contracts.cell_key`, `claim_key`):
-    refresh_claim, finish_claim      wanted or cancelled, and one runner per attempt
+    keep_claim, finish_claim         wanted or cancelled, and one runner per attempt; the claim
+                                     is the runner's liveness for the web side's reaper
     Reporter, CellReporter           messages to the web side, by task name, to `results`
     CurrentCell, start_heartbeats    a heartbeat thread per worker process, naming its cell
     CellChild                        the job's child process (`child.py`): its log read into a
@@ -17,10 +18,8 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import signal
 import subprocess  # noqa: S404 - our own interpreter, argument list, never a shell
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,9 +29,9 @@ import redis
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from ci_runners.agent import contracts, worker_config
+from ci_runners.agent import contracts, worker_config, workspace
 from ci_runners.agent.cell_log import LogBuffer, read_log, read_phase_events
-from ci_runners.agent.child import PACKAGE_ROOT, start_command
+from ci_runners.agent.child import PACKAGE_ROOT, start_command, start_environment
 from ci_runners.agent.contracts import (
     HEARTBEAT_TASK,
     PROGRESS_TASK,
@@ -109,13 +108,23 @@ def claim_cell(*, job: Job) -> bool:
         return True
 
 
-def refresh_claim(*, job: Job) -> None:
-    """Keep this runner's claim alive while the cell runs."""
+def refresh_claim(*, job: Job) -> bool:
+    """Keep this runner's claim alive while the cell runs; False when there was none to keep
+    (the broker lost it). A broker error counts as kept."""
     key = _claim_key(job)
     if key is None:
-        return
-    with contextlib.suppress(redis.RedisError):
-        _redis().set(key, runner_name(), ex=worker_config.CLAIM_TTL_S, xx=True)
+        return True
+    try:
+        return bool(_redis().set(key, runner_name(), ex=worker_config.CLAIM_TTL_S, xx=True))
+    except redis.RedisError:
+        return True
+
+
+def keep_claim(*, job: Job) -> None:
+    """Refresh the claim, and take it again when the broker lost it (restarted without
+    persistence): the reaper reads a cell without a claim as a lost runner's."""
+    if not refresh_claim(job=job):
+        claim_cell(job=job)
 
 
 def finish_claim(*, job: Job) -> None:
@@ -257,13 +266,12 @@ class CellChild:
 
     @classmethod
     def start(cls, *, job: Job, log: LogBuffer, result_path: Path) -> CellChild:
-        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(  # noqa: S603
             start_command(result_path),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env=start_environment(),
             cwd=str(PACKAGE_ROOT),
         )
         assert process.stdin and process.stdout and process.stderr  # noqa: S101 - PIPEs
@@ -327,7 +335,7 @@ def watch_cell(*, child: CellChild, job: Job, report: CellReporter) -> None:
     cancel the cell once the web side no longer wants it."""
     sent_version, sent_phase = -1, CellState.PREPARING.value
     while not child.wait(timeout=worker_config.PROGRESS_S):
-        refresh_claim(job=job)
+        keep_claim(job=job)
         if not cell_still_wanted(job=job):
             child.cancel()
             return
@@ -339,8 +347,10 @@ def watch_cell(*, child: CellChild, job: Job, report: CellReporter) -> None:
 
 def _run_in_child(*, job: Job, log: LogBuffer, report: CellReporter) -> tuple[Result, bool]:
     """The job's Result, and whether the cell was cancelled while it ran."""
-    with tempfile.TemporaryDirectory(prefix="ecoreg-cell-") as scratch:
-        child = CellChild.start(job=job, log=log, result_path=Path(scratch) / "result.json")
+    # Named after this process: should it be killed, the next agent sweeps the dir.
+    scratch = workspace.make_scratch_dir()
+    try:
+        child = CellChild.start(job=job, log=log, result_path=scratch / "result.json")
         problem: str | None = None
         try:
             watch_cell(child=child, job=job, report=report)
@@ -355,6 +365,8 @@ def _run_in_child(*, job: Job, log: LogBuffer, report: CellReporter) -> tuple[Re
             result = Result(state=CellState.TIMED_OUT, error=problem, log_tail=log.recent())
             return result, child.cancelled
         return child.result(), child.cancelled
+    finally:
+        workspace.remove_tree(scratch)
 
 
 def supervise_cell(*, job: Job, reporter: Reporter) -> str:
@@ -380,6 +392,7 @@ def supervise_cell(*, job: Job, reporter: Reporter) -> str:
     if cancelled:
         finish_claim(job=job)
         return "cancelled"
+    keep_claim(job=job)  # alive until the result is out; then "done"
     report.result(result=result, log=log.full())
     finish_claim(job=job)
     return str(result.state)

@@ -12,6 +12,10 @@ AGENT_VISIBILITY_TIMEOUT_S    broker visibility timeout (default 6 h, above the 
 AGENT_MAX_CELL_S              Celery time limits default to this plus setup slack
 AGENT_RESTORE_INTERVAL_S / AGENT_RESTORE_THROTTLE   how often the broker looks for
                               abandoned (unacked) messages (kombu's redis transport)
+AGENT_CLAIM_TTL_S             how long a cell's claim outlives its last refresh (it is
+                              refreshed every AGENT_PROGRESS_S while the cell runs); the web
+                              side's reaper takes a cell whose claim expired for lost
+                              (default: 3 heartbeats + 45 s, at least 30 s)
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ VISIBILITY_TIMEOUT_S = int(setting("AGENT_VISIBILITY_TIMEOUT_S", str(6 * 3600)))
 MAX_CELL_S = int(setting("AGENT_MAX_CELL_S", str(4 * 3600)))
 RESTORE_INTERVAL_S = int(setting("AGENT_RESTORE_INTERVAL_S", "10"))
 RESTORE_THROTTLE = int(setting("AGENT_RESTORE_THROTTLE", "10"))
-CLAIM_TTL_S = max(30, int(3 * HEARTBEAT_S + 45))
+CLAIM_TTL_S = int(setting("AGENT_CLAIM_TTL_S", str(max(30, int(3 * HEARTBEAT_S + 45)))))
 
 
 def configured_queues() -> list[str]:

@@ -3,6 +3,11 @@
 A job dir keeps only `log.txt` and `result.json` once its job has finished. Its venv (thousands
 of hard links into the shared cache) is moved to `<work root>/.trash` and deleted in the
 background, so deleting it is not part of the job's time.
+
+A job dir names the process that made it in its `.owner` file, and the worker's scratch dir for
+a cell (`make_scratch_dir`, in the system's temp dir) carries its owner in its name
+(`owners.Owner`). `sweep_stale` removes, at worker start, what a killed job of this agent left:
+job dirs that never finished and scratch dirs whose owner is gone, and the trash.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci_runners.agent.contracts import Job
+from ci_runners.agent.owners import Owner
+
+OWNER_FILE = ".owner"
+JOB_DIR_PREFIX = "job-"
+SCRATCH_PREFIX = "ecoreg-cell-"
 
 
 def default_work_root() -> Path:
@@ -56,15 +66,76 @@ class JobPaths:
     def result(self) -> Path:
         return self.root / "result.json"
 
+    @property
+    def owner(self) -> Path:
+        """Who made the dir (`owners.Owner`), while its job runs; removed once it finished."""
+        return self.root / OWNER_FILE
 
-def prepare_job_dir(*, job: Job, work_root: Path) -> JobPaths:
-    """A new dir for `job` under `work_root`, reachable by the sandbox's uid."""
+
+def prepare_job_dir(*, job: Job, work_root: Path, owner: Owner | None = None) -> JobPaths:
+    """A new dir for `job` under `work_root`, reachable by the sandbox's uid, owned by `owner`
+    (default: this process)."""
     work_root.mkdir(parents=True, exist_ok=True)
     label = f"{job.cell_id}-{job.attempt}" if job.cell_id is not None else "local"
-    job_dir = work_root / f"job-{label}-{uuid.uuid4().hex[:8]}"
+    job_dir = work_root / f"{JOB_DIR_PREFIX}{label}-{uuid.uuid4().hex[:8]}"
     job_dir.mkdir(mode=0o755)
     job_dir.chmod(0o755)
-    return JobPaths(root=job_dir)
+    paths = JobPaths(root=job_dir)
+    paths.owner.write_text(str(owner or Owner.current()))
+    return paths
+
+
+def make_scratch_dir(*, root: Path | None = None, owner: Owner | None = None) -> Path:
+    """A private dir (in the system's temp dir, or `root`) for one cell's worker-side files,
+    named after its owner (default: this process) so that a later agent can sweep it."""
+    prefix = f"{SCRATCH_PREFIX}{owner or Owner.current()}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+def sweep_stale(*, work_root: Path, scratch_root: Path | None = None) -> list[Path]:
+    """Remove what killed jobs of this agent left; returns the job and scratch dirs removed.
+
+    A job dir goes when its owner is gone and its job never finished (no `result.json`); a
+    scratch dir when its owner is gone. Other agents' dirs, live owners' dirs, finished jobs'
+    records and dirs that name no owner stay. The trash is emptied too.
+    """
+    removed = [path for path in _stale_job_dirs(work_root) if _remove(path)]
+    scratch_root = scratch_root or Path(tempfile.gettempdir())
+    removed += [path for path in _stale_scratch_dirs(scratch_root) if _remove(path)]
+    trash = work_root / ".trash"
+    if trash.is_dir():
+        for leftover in trash.iterdir():
+            remove_tree(leftover)
+    return removed
+
+
+def _stale_job_dirs(work_root: Path) -> list[Path]:
+    stale = []
+    for job_dir in sorted(work_root.glob(f"{JOB_DIR_PREFIX}*")):
+        paths = JobPaths(root=job_dir)
+        try:
+            owner = Owner.parse(paths.owner.read_text())
+        except OSError:
+            continue
+        finished = paths.result.exists()
+        if owner is not None and not finished and owner.is_stale_for_this_agent():
+            stale.append(job_dir)
+    return stale
+
+
+def _stale_scratch_dirs(scratch_root: Path) -> list[Path]:
+    stale = []
+    for scratch in sorted(scratch_root.glob(f"{SCRATCH_PREFIX}*")):
+        # `<prefix><owner>-<random>`: the random part never holds a dash.
+        owner = Owner.parse(scratch.name[len(SCRATCH_PREFIX) :].rpartition("-")[0])
+        if owner is not None and scratch.is_dir() and owner.is_stale_for_this_agent():
+            stale.append(scratch)
+    return stale
+
+
+def _remove(path: Path) -> bool:
+    remove_tree(path)
+    return not path.exists()
 
 
 _deleting: set[Path] = set()

@@ -4,6 +4,7 @@ follows when cells become final (matrix, project summary, freed slots, the run's
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -18,6 +19,8 @@ from ci_runners.services.dispatch import cells_dispatch_waiting
 from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
 from registry.models import Project
 from registry.services import project_set_compat_summary
+
+logger = logging.getLogger(__name__)
 
 LOG_FILE_MAX_CHARS = contracts.STORED_LOG_MAX_CHARS
 LOG_TAIL_CHARS = contracts.LOG_TAIL_CHARS
@@ -79,9 +82,13 @@ def _cap_log(log: str) -> str:
 def cell_record_result(
     *, cell_id: int, attempt: int, runner: str, result: dict[str, Any], log: str = ""
 ) -> CellResult | None:
-    """Store a runner's result, once per (cell, attempt); apply it if the attempt is current.
+    """Store a runner's result, once per (cell, attempt); apply it while the cell is not final.
 
-    A second delivery of the same result returns the first row and changes nothing.
+    A second delivery of the same result returns the first row and changes nothing. The result
+    of an attempt the reaper gave up on (its runner taken for lost, the cell re-queued as a
+    later attempt) still wins when it comes first: that attempt finished, the cell is its, and
+    the later attempt is called off (`_call_off_later_attempt`). Once the cell is final, later
+    results are kept but not applied.
     """
     outcome = Result.from_dict(result)
     with transaction.atomic():
@@ -91,7 +98,7 @@ def cell_record_result(
         existing = CellResult.objects.filter(cell=cell, attempt=attempt).first()
         if existing is not None:
             return existing
-        applies = cell.attempt == attempt and cell.state not in FINAL_STATES
+        applies = 1 <= attempt <= cell.attempt and cell.state not in FINAL_STATES
         stored = CellResult.objects.create(
             cell=cell,
             attempt=attempt,
@@ -102,6 +109,8 @@ def cell_record_result(
         )
         if not applies:
             return stored
+        if attempt < cell.attempt:
+            _call_off_later_attempt(cell=cell, attempt=attempt)
         now = timezone.now()
         cell.log_file.save(
             f"cell-{cell.pk}-attempt-{attempt}.log",
@@ -133,6 +142,24 @@ def cell_record_result(
             )
         cells_finalize(cells=[cell])
     return stored
+
+
+def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
+    """The cell goes back to `attempt`, whose result is being applied; once committed, the
+    agents are told that the later attempt is not wanted (its message revoked)."""
+    later_task_id = cell.task_id
+    cell.attempt = attempt
+    cell.task_id = contracts.cell_task_id(cell_id=cell.pk, attempt=attempt)
+    cell.save(update_fields=["attempt", "task_id"])
+    keyed = [(cell.pk, str(cell.token))]
+
+    def call_off() -> None:
+        try:
+            broker.cancel_cells(cells=keyed, task_ids=[later_task_id])
+        except Exception:  # the result stands; an agent running the later attempt finishes it
+            logger.exception("calling off cell %s's later attempt failed", keyed[0][0])
+
+    transaction.on_commit(call_off)
 
 
 def cells_finalize(*, cells: list[CompatCell]) -> None:

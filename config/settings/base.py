@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.request_log.RequestLogMiddleware",  # outermost: one line per request, timed
     "django.middleware.security.SecurityMiddleware",
     "config.content_security_policy.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -80,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.navigation.nav_links",
             ],
         },
     }
@@ -161,8 +163,9 @@ CACHES = {
     }
 }
 
-# Celery: the web-side worker consumes the default and `results` queues; runner agents consume
-# `runner.<capability>` queues with their own app (ci_runners/agent), never these settings.
+# Celery: the web-side workers consume the `default` queue and, in a worker of their own,
+# `results`; runner agents consume `runner.<capability>` queues with their own app
+# (ci_runners/agent), never these settings.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -181,6 +184,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Longer than the longest cell, so an unacked message is not redelivered while it runs.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600),
 }
+# The `results` worker's own (config/celery.py): a result left unacknowledged by a killed
+# worker comes back after this many seconds, not after the cells' hours.
+CELERY_RESULTS_VISIBILITY_TIMEOUT = env.int("CELERY_RESULTS_VISIBILITY_TIMEOUT", default=60)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 
@@ -221,8 +227,24 @@ REST_FRAMEWORK = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"traceback_only_for_5xx": {"()": "config.request_log.TracebackOnlyFor5xx"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "filters": ["traceback_only_for_5xx"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's default logging gives "django" a console handler of its own (under DEBUG):
+        # with root's, each of its lines printed twice. Its lines go to root's handler only.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # Every request gets its line from config/request_log.py; django.request repeated the
+        # 4xx (with a traceback): it now speaks of 5xx only.
+        "django.request": {"level": "ERROR"},
+    },
 }
 
 # Fragments pulled into the project page with htmx, each rendered by the app that owns it.
@@ -276,6 +298,8 @@ PROJECT_PAGE_FRAGMENTS.append("badges:snippets")
 
 # Compatibility runs (ci_runners): dispatch, reaping, PyPI release checks, beat entries.
 COMPAT_RUNNER_SILENT_S = env.int("COMPAT_RUNNER_SILENT_S", default=90)
+# A cell whose runner sent its result (claim "done") waits this long for it, then runs again.
+COMPAT_RESULT_WAIT_S = env.int("COMPAT_RESULT_WAIT_S", default=900)
 COMPAT_DEFAULT_MAX_CONCURRENT = env.int("COMPAT_DEFAULT_MAX_CONCURRENT", default=4)
 PYPI_JSON_URL = env("PYPI_JSON_URL", default="https://pypi.org/pypi/{name}/json")
 PYPI_TIMEOUT_S = env.int("PYPI_TIMEOUT_S", default=20)

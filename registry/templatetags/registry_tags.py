@@ -7,6 +7,8 @@ from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString
 
+from registry import charts
+from registry.badges import version_sort_key
 from registry.web_urls import is_web_url
 
 register = template.Library()
@@ -37,4 +39,76 @@ def project_fragment_urls(project) -> list[str]:
     """
     return [
         reverse(name, kwargs={"slug": project.slug}) for name in settings.PROJECT_PAGE_FRAGMENTS
+    ]
+
+
+@register.filter
+def logo_url(project) -> str:
+    """The address of the project's logo as pages show it (our card rendering of a heavy file,
+    else the file itself); "" when the project has no logo."""
+    sha256 = getattr(project, "logo_file_id", None)
+    return reverse("registry:logo_card", kwargs={"sha256": sha256}) if sha256 else ""
+
+
+@register.filter
+def compat_results(project) -> list[dict]:
+    """The project's latest compatibility result per PyTorch version, oldest version first:
+    `[{"version": "2.14.1", "passed": False}, ...]`."""
+    results = {str(version): True for version in project.works_with or ()}
+    results.update({str(version): False for version in project.breaks_with or ()})
+    return [
+        {"version": version, "passed": results[version]}
+        for version in sorted(results, key=version_sort_key)
+    ]
+
+
+@register.filter
+def compact_number(value) -> str:
+    return charts.compact_number(value)
+
+
+@register.simple_tag
+def health_charts(history) -> list[dict]:
+    """The project page's history charts, drawn from `selectors.HealthHistory`."""
+    window = {"start": history.start, "end": history.end}
+    points = history.points
+    latest = points[-1] if points else None
+    return [
+        {
+            "title": "Stars",
+            "value": compact_number(latest.stars if latest else None),
+            "svg": charts.line_chart(
+                [(p.taken_at, p.stars) for p in points], title="Stars", css_class="stars", **window
+            ),
+        },
+        {
+            "title": "Commits (90 days)",
+            "value": compact_number(latest.commits_90d if latest else None),
+            "svg": charts.line_chart(
+                [(p.taken_at, p.commits_90d) for p in points],
+                title="Commits in the last 90 days",
+                css_class="commits",
+                **window,
+            ),
+        },
+        {
+            "title": "Active contributors (90 days)",
+            "value": compact_number(latest.contributors_90d if latest else None),
+            "svg": charts.line_chart(
+                [(p.taken_at, p.contributors_90d) for p in points],
+                title="Active contributors in the last 90 days",
+                css_class="contributors",
+                **window,
+            ),
+        },
+        {
+            "title": "Releases",
+            "value": history.releases[-1].name if history.releases else "none seen",
+            "svg": charts.release_timeline(
+                [(r.name, r.published_at) for r in history.releases],
+                title="Releases",
+                css_class="releases",
+                **window,
+            ),
+        },
     ]

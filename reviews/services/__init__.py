@@ -21,7 +21,7 @@ from reviews.services.answers import (
     MAX_REPOS,
     submission_answers_clean,
 )
-from reviews.services.automated_checks import submission_run_checks
+from reviews.services.automated_checks import submission_request_checks, submission_run_checks
 from reviews.services.compat import compat_run_record
 from reviews.services.periodic import (
     GRACE_PERIOD,
@@ -46,7 +46,6 @@ from reviews.services.submissions import (
     submission_assign_reviewer,
     submission_create,
     submission_missing_answers,
-    submission_request_checks,
     submission_set_category,
     submission_submit,
     submission_transition,
@@ -70,6 +69,7 @@ from reviews.states import (
     ResubmissionTooSoon,
     ReviewError,
     SubmissionIncomplete,
+    UnresolvedCriteria,
 )
 
 P = PeriodicReviewState
@@ -85,5 +85,6 @@ __all__ = [
     "roles_on", "submission_assign_reviewer", "submission_create", "submission_missing_answers",
     "submission_request_checks", "submission_run_checks", "submission_set_category",
     "submission_submit", "submission_transition", "submission_update", "submission_withdraw",
+    "UnresolvedCriteria",
     "vote_cast", "vote_close", "vote_tally", "vote_window", "votes_close_due",
 ]  # fmt: skip

@@ -4,6 +4,8 @@ reviewers' answers to the human criteria, and overrides with a written reason.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -27,6 +29,8 @@ from reviews.states import (
 logger = logging.getLogger(__name__)
 S = SubmissionState
 Outcome = CriterionResult.Outcome
+CheckState = CriterionResult.CheckState
+AUTOMATED_CRITERIA = tuple(c.number for c in criteria.CRITERIA if c.automated)
 
 
 # --- criteria ---------------------------------------------------------------------------------
@@ -35,7 +39,11 @@ Outcome = CriterionResult.Outcome
 def criterion_result_record(
     *, submission: Submission, measurement: checks.Measurement
 ) -> CriterionResult:
-    """Upsert an automated result; an override keeps its outcome but the evidence refreshes."""
+    """Upsert an automated result; an override keeps its outcome but the evidence refreshes.
+
+    The check's state comes with it: measured, running (the value says what it waits for) or
+    failed (the value says why); a retry time is only ever set by `criteria_checks_retrying`.
+    """
     result, _ = CriterionResult.objects.select_for_update().get_or_create(
         submission=submission, criterion=measurement.criterion
     )
@@ -44,6 +52,9 @@ def criterion_result_record(
     result.evidence_value = measurement.value[:500]
     result.evidence_url = measurement.url[:500]
     result.measured_at = measurement.measured_at or timezone.now()
+    result.check_state = measurement.check
+    result.check_retry_at = None
+    result.check_note = measurement.value[:500] if measurement.check == CheckState.FAILED else ""
     if not result.overridden:
         if (
             measurement.criterion in criteria.REVIEWER_ANSWERED
@@ -54,6 +65,31 @@ def criterion_result_record(
             result.outcome = measurement.outcome
     result.save()
     return result
+
+
+def criteria_checks_running(*, submission: Submission) -> None:
+    """Every automated criterion's check is queued again (a reviewer asked for a re-run)."""
+    criteria_ensure_rows(submission=submission)
+    submission.results.filter(criterion__in=AUTOMATED_CRITERIA).update(
+        check_state=CheckState.RUNNING,
+        check_retry_at=None,
+        check_note="",
+        updated_at=timezone.now(),
+    )
+
+
+def criteria_checks_retrying(
+    *, submission: Submission, numbers: Iterable[int], retry_at: datetime, reason: str
+) -> None:
+    """These criteria's checks could not run now (`reason`); they are tried again at
+    `retry_at`. Their earlier outcome and evidence, if any, stay as they were."""
+    criteria_ensure_rows(submission=submission)
+    submission.results.filter(criterion__in=list(numbers)).update(
+        check_state=CheckState.RETRYING,
+        check_retry_at=retry_at,
+        check_note=reason[:500],
+        updated_at=timezone.now(),
+    )
 
 
 def criteria_ensure_rows(*, submission: Submission) -> None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from registry import services as registry_services
 from registry.models import Category, Project
 from registry.repository_urls import InvalidRepositoryURL, Repository, parse_repository_url
-from reviews import criteria
+from reviews import criteria, selectors
 from reviews.models import (
     DESCRIPTION_MAX_WORDS,
     DESCRIPTION_MIN_WORDS,
@@ -49,6 +49,7 @@ from reviews.states import (
     ReviewError,
     SubmissionIncomplete,
     SubmissionState,
+    UnresolvedCriteria,
     allowed_roles,
 )
 
@@ -82,9 +83,13 @@ def _label(state: str) -> str:
 
 @transaction.atomic
 def submission_transition(
-    *, submission: Submission, to: str, actor: User | None, note: str = ""
+    *, submission: Submission, to: str, actor: User | None, note: str = "", confirmed: bool = False
 ) -> Submission:
-    """Move an application to `to`, if the table lets this actor; log it and notify."""
+    """Move an application to `to`, if the table lets this actor; log it and notify.
+
+    Opening the vote while criteria are unknown or not met needs `confirmed` (else
+    UnresolvedCriteria, listing them); the event keeps which ones they were.
+    """
     locked = Submission.objects.select_for_update().get(pk=submission.pk)
     frm = locked.state
     if to not in S.values:
@@ -102,6 +107,20 @@ def submission_transition(
         )
     if to == S.VOTING and locked.category_id is None:
         raise InvalidTransition("Choose the landscape category before opening the vote.")
+    data: dict[str, Any] = {}
+    if to == S.VOTING:
+        summary = selectors.criteria_summary(submission=locked)
+        if summary.unresolved and not confirmed:
+            raise UnresolvedCriteria(
+                f"Criteria still open ({summary}): "
+                + ", ".join(f"{c.number}. {c.title}" for c in summary.unresolved)
+                + ". Resolve them, or confirm to open the vote anyway.",
+                summary.unresolved,
+            )
+        data["unresolved"] = {
+            "unknown": [c.number for c in summary.unknown],
+            "unmet": [c.number for c in summary.unmet],
+        }
     if to in (S.CHANGES_REQUESTED, S.TOO_EARLY) and not note.strip():
         raise InvalidTransition("Say why: the applicant reads this note.")
     now = timezone.now()
@@ -124,6 +143,7 @@ def submission_transition(
         from_state=frm,
         to_state=to,
         note=note.strip()[:5000],
+        data=data,
         public=True,
     )
     if to == S.ACCEPTED:
@@ -294,14 +314,6 @@ def submission_withdraw(*, submission: Submission, actor: User, note: str = "") 
     )
 
 
-def submission_request_checks(*, submission: Submission, actor: User) -> None:
-    """A reviewer asks for the automated checks again."""
-    require_reviewer(submission=submission, actor=actor)
-    if submission.state in FINAL_STATES or submission.state == S.DRAFT:
-        raise ReviewError("Checks run only on an application under review.")
-    task_enqueue(name=RUN_AUTOMATED_CHECKS, kwargs={"submission_id": submission.pk})
-
-
 # --- TAC bookkeeping --------------------------------------------------------------------------
 
 
@@ -407,9 +419,14 @@ def _submission_onboard(*, submission: Submission) -> Project:
     OnboardingTask.objects.bulk_create(
         [
             OnboardingTask(
-                submission=submission, key=key, label=label, suggested=suggested, position=i
+                submission=submission,
+                key=key,
+                label=label,
+                suggested=suggested,
+                for_applicant=for_applicant,
+                position=i,
             )
-            for i, (key, label, suggested) in enumerate(criteria.ONBOARDING_TASKS)
+            for i, (key, label, suggested, for_applicant) in enumerate(criteria.ONBOARDING_TASKS)
         ],
         ignore_conflicts=True,
     )
@@ -429,17 +446,30 @@ def _submission_onboard(*, submission: Submission) -> Project:
 
 @transaction.atomic
 def onboarding_task_set(*, task: OnboardingTask, done: bool, actor: User) -> None:
-    require_reviewer(submission=task.submission, actor=actor)
-    if task.done == done:
+    """Tick (or untick) a row of the checklist: the applicant their own tasks, TAC reviewers
+    and staff every task."""
+    locked = (
+        OnboardingTask.objects.select_for_update(of=("self",))
+        .select_related("submission")
+        .get(pk=task.pk)
+    )
+    roles = roles_on(submission=locked.submission, actor=actor)
+    if APPLICANT in roles:
+        if not locked.for_applicant:
+            raise NotAllowed(f"'{locked.label}' is the foundation's task; its staff tick it.")
+    else:
+        require_reviewer(submission=locked.submission, actor=actor)
+    if locked.done == done:
         return
-    task.done_at, task.done_by = (timezone.now(), actor) if done else (None, None)
-    task.save(update_fields=["done_at", "done_by"])
+    locked.done_at, locked.done_by = (timezone.now(), actor) if done else (None, None)
+    locked.save(update_fields=["done_at", "done_by"])
+    task.done_at, task.done_by = locked.done_at, locked.done_by
     review_event_record(
         submission=task.submission,
         actor=actor,
         kind=ReviewEvent.Kind.ONBOARDING,
-        note=f"{task.label}: {'done' if done else 'not done'}.",
-        data={"task": task.key, "done": done},
+        note=f"{locked.label}: {'done' if done else 'not done'}.",
+        data={"task": locked.key, "done": done},
         notify=False,
     )
 

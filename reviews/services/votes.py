@@ -108,7 +108,11 @@ def vote_tally(*, submission: Submission) -> VoteTally:
 
 @transaction.atomic
 def vote_cast(*, submission: Submission, voter: User, choice: str) -> Vote:
-    """A voting member votes, or changes their vote, while the window is open."""
+    """A voting member votes, or changes their vote, while the window is open.
+
+    The last vote of the eligible members closes the vote, with its decision, in the same
+    transaction (`submission.state` says the outcome).
+    """
     locked = Submission.objects.select_for_update().get(pk=submission.pk)
     if choice not in Vote.Choice.values:
         raise ReviewError("Vote approve, reject or abstain.")
@@ -132,6 +136,10 @@ def vote_cast(*, submission: Submission, voter: User, choice: str) -> Vote:
         data={"choice": choice},
         notify=False,
     )
+    tally = vote_tally(submission=locked)
+    if tally.eligible and not tally.not_voted:
+        _vote_decide(locked, tally=tally, actor=None, why="every eligible member voted")
+        submission.state = locked.state
     return vote
 
 
@@ -157,8 +165,20 @@ def vote_close(*, submission: Submission, actor: User | None = None) -> Submissi
                 f"{tally.not_voted} eligible member(s) have not voted yet; the vote closes by "
                 f"itself on {locked.vote_closes_at:%Y-%m-%d %H:%M} UTC."
             )
+    ended = actor is None or tally.not_voted
+    why = "the voting window ended" if ended else "every eligible member voted"
+    result = _vote_decide(locked, tally=tally, actor=actor, why=why)
+    submission.state = result.state
+    return result
+
+
+def _vote_decide(
+    locked: Submission, *, tally: VoteTally, actor: User | None, why: str
+) -> Submission:
+    """Record the decision of a vote (the row is locked by the caller) and move the application
+    to accepted or declined."""
     to = S.ACCEPTED if tally.passes else S.DECLINED
-    explanation = f"{'Accepted' if tally.passes else 'Declined'}: {tally.explain()}"
+    explanation = f"{'Accepted' if tally.passes else 'Declined'} ({why}): {tally.explain()}"
     review_event_record(
         submission=locked,
         actor=actor,
@@ -177,9 +197,7 @@ def vote_close(*, submission: Submission, actor: User | None = None) -> Submissi
         public=True,
         notify=False,
     )
-    result = submission_transition(submission=locked, to=to, actor=None, note=explanation)
-    submission.state = result.state
-    return result
+    return submission_transition(submission=locked, to=to, actor=None, note=explanation)
 
 
 def votes_close_due(*, now=None) -> list[int]:

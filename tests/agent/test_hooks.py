@@ -1,4 +1,5 @@
-"""run_job's hooks (phase, live output, stop) and the reaping of a killed agent's cgroups."""
+"""run_job's hooks (phase, live output, stop), and what a killed agent leaves behind: its
+cgroups, job dirs and scratch dirs, removed by the next agent of the same name."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_runners.agent import sandbox, workspace
+from ci_runners.agent import owners, sandbox, workspace
 from ci_runners.agent.contracts import CellState, Job, TestConfig
 from ci_runners.agent.runner import CANCELLED_ERROR, run_job
 
@@ -207,3 +208,50 @@ def test_default_work_root_is_the_same_for_cli_and_worker(monkeypatch):
     assert not str(root).startswith(str(Path.home()))
     monkeypatch.setenv("AGENT_WORK_ROOT", "/srv/agent-work")
     assert workspace.default_work_root() == Path("/srv/agent-work")
+
+
+def test_what_killed_jobs_left_behind_is_swept_for_this_agent_only(tmp_path):
+    """Job dirs and scratch dirs of this agent's processes that are gone are removed at worker
+    start; live ones, finished ones, other agents' and unmarked ones are left alone."""
+    work_root, scratch_root = tmp_path / "work", tmp_path / "tmp"
+    scratch_root.mkdir()
+    tag = owners.agent_tag()
+    me = owners.Owner.current()
+    dead = owners.Owner(agent=tag, pid=_dead_pid(), start=12345)
+    reused = owners.Owner(agent=tag, pid=os.getpid(), start=1)  # this pid, another process
+    other = owners.Owner(agent="other-agent", pid=_dead_pid(), start=12345)
+    zombie = subprocess.Popen(["true"])  # killed, not yet reaped by its parent: not running
+    while _state(zombie.pid) != "Z":
+        time.sleep(0.02)
+    undead = owners.Owner(agent=tag, pid=zombie.pid, start=owners.process_start_time(zombie.pid))
+    job = Job(source=".", torch_version="2.13.0", cell_id=7)
+
+    def job_dir(owner: owners.Owner, *, finished: bool = False) -> Path:
+        paths = workspace.prepare_job_dir(job=job, work_root=work_root, owner=owner)
+        (paths.work / "src").mkdir(parents=True)
+        paths.venv.mkdir()
+        if finished:
+            paths.result.write_text("{}")
+        return paths.root
+
+    stale = {job_dir(dead), job_dir(reused)}
+    stale |= {workspace.make_scratch_dir(root=scratch_root, owner=o) for o in (dead, undead)}
+    kept = {job_dir(me), job_dir(other), job_dir(dead, finished=True)}
+    kept |= {workspace.make_scratch_dir(root=scratch_root, owner=o) for o in (me, other)}
+    unmarked = work_root / "job-7-1-0123abcd"  # made by an agent before owners were written
+    unmarked.mkdir()
+    kept.add(unmarked)
+
+    removed = workspace.sweep_stale(work_root=work_root, scratch_root=scratch_root)
+    zombie.wait()
+
+    assert set(removed) == stale
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None

@@ -105,3 +105,18 @@ def test_the_worker_starts_the_child_with_this_command(tmp_path):
     ]
     assert (child.PACKAGE_ROOT / "ci_runners" / "agent" / "child.py").is_file()
     assert child.PACKAGE_ROOT == Path(__file__).resolve().parents[2]
+
+
+def test_a_claim_the_broker_lost_is_taken_again_while_the_cell_runs(cell_job, broker_client):
+    """A broker restarted without persistence forgets the claim: the runner that still runs
+    the cell takes it again, or the reaper would take the cell for lost."""
+    key = contracts.claim_key(
+        cell_id=cell_job.cell_id, token=cell_job.cell_token, attempt=cell_job.attempt
+    )
+    assert supervision.claim_cell(job=cell_job) is True
+    broker_client.delete(key)
+
+    supervision.keep_claim(job=cell_job)
+
+    assert broker_client.get(key) == supervision.runner_name().encode()
+    assert 0 < broker_client.ttl(key) <= worker_config.CLAIM_TTL_S

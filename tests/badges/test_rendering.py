@@ -165,6 +165,19 @@ def test_endpoint_json_follows_the_shields_schema():
         ("review", ProjectSummary("ecosystem", "active"), "none", "lightgrey"),
         (
             "review",
+            ProjectSummary("hosted", "active", accepted_on="2025-04-08"),
+            "hosted, accepted 2025-04-08",
+            "blue",
+        ),
+        ("review", ProjectSummary("hosted", "active"), "hosted", "blue"),
+        (
+            "review",
+            ProjectSummary("hosted", "active", review_state="in_review"),
+            "in review",
+            badges.REVIEW_COLORS.get("in_review", "lightgrey"),
+        ),
+        (
+            "review",
             ProjectSummary("ecosystem", "active", review_state="accepted"),
             "accepted",
             "brightgreen",

@@ -185,3 +185,24 @@ def test_badge_misses_are_throttled(client, db, monkeypatch):
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"badge": "3/minute"})
     statuses = [client.get(url(f"ghost-{n}", "compat")).status_code for n in range(4)]
     assert statuses == [200, 200, 200, 429]
+
+
+def test_a_hosted_projects_review_badge_says_hosted_and_when(client, db):
+    ProjectFactory(slug="vllm", kind="hosted", accepted_on=date(2025, 4, 8))
+    assert message_of(client, "vllm", "review") == "hosted, accepted 2025-04-08"
+
+
+def test_a_project_imported_from_the_landscape_replaces_a_cached_unknown(client, db, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    assert message_of(client, "newcomer", "ecosystem") == "unknown"
+    landscape = tmp_path / "landscape.yml"
+    landscape.write_text(
+        "landscape:\n  - category:\n    name: Training\n    subcategories:\n"
+        "      - subcategory:\n        name: General\n        items:\n"
+        "          - item:\n            name: Newcomer\n"
+    )
+    call_command("import_landscape", str(landscape), stdout=io.StringIO())
+    assert message_of(client, "newcomer", "ecosystem") == "active"

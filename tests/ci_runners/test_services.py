@@ -12,8 +12,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ci_runners import services
-from ci_runners.agent.contracts import Job, Result
-from ci_runners.models import CellResult, CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.agent.contracts import CELL_KEY_TTL_S, Job, Result, cell_key, claim_key
+from ci_runners.models import (
+    MAX_ATTEMPTS,
+    CellResult,
+    CompatCell,
+    CompatRun,
+    ProjectTestConfig,
+    TorchTarget,
+)
 from ci_runners.states import CellState, InvalidTransition
 from tests.ci_runners.factories import TorchTargetFactory
 from tests.fakes.http import FakeHTTPServer, Reply
@@ -247,7 +254,126 @@ def test_reaper_resends_a_queued_cell_whose_message_was_lost(
     with django_capture_on_commit_callbacks(execute=True):
         report = services.reap_stale_cells(now=timezone.now() + timedelta(seconds=91))
     assert report["requeued"] == [cell.pk]
-    assert [Job.from_dict(m["kwargs"]["job"]).attempt for m in broker.messages("runner.cpu")] == [2]
+    # Sent again as the same attempt: losing a message is not the cell's fault.
+    assert [Job.from_dict(m["kwargs"]["job"]).attempt for m in broker.messages("runner.cpu")] == [1]
+
+
+def test_a_lost_message_is_sent_again_as_the_same_attempt_however_often_it_is_lost(
+    project, targets, broker, django_capture_on_commit_callbacks
+):
+    run, _ = request_run(project, django_capture_on_commit_callbacks, targets=targets[:1])
+    cell = run.cells.get()
+    client = broker.client()
+    for loss in range(1, MAX_ATTEMPTS + 2):
+        client.flushall()  # the broker restarted without persistence, once more
+        later = timezone.now() + timedelta(seconds=91 * loss)
+        with django_capture_on_commit_callbacks(execute=True):
+            report = services.reap_stale_cells(now=later)
+        assert report == {"requeued": [cell.pk], "errored": []}
+        [message] = broker.messages("runner.cpu")
+        assert message["id"] == f"compat-cell-{cell.pk}-1"
+        assert Job.from_dict(message["kwargs"]["job"]).attempt == 1
+        assert client.get(cell_key(cell_id=cell.pk, token=str(cell.token))) == b"1"
+        cell.refresh_from_db()
+        assert (cell.state, cell.attempt, cell.task_id) == (
+            CellState.QUEUED,
+            1,
+            f"compat-cell-{cell.pk}-1",
+        )
+
+
+def test_reaper_trusts_the_runners_claim_not_the_silence_of_the_database(
+    project, targets, broker, django_capture_on_commit_callbacks
+):
+    """`last_seen_at` is written by the worker that consumes `results`: when that worker lags,
+    a live cell looks silent. The runner's own claim key says whether it still runs."""
+    run, _ = request_run(project, django_capture_on_commit_callbacks)
+    running, finished = run.cells.order_by("pk")
+    client = broker.client()
+    client.delete("runner.cpu")  # agents took both messages
+    for cell in (running, finished):
+        services.cell_record_progress(cell_id=cell.pk, attempt=1, runner="r", phase="running")
+    client.set(claim_key(cell_id=running.pk, token=str(running.token), attempt=1), "r")
+    client.set(claim_key(cell_id=finished.pk, token=str(finished.token), attempt=1), "done")
+    later = timezone.now() + timedelta(seconds=600)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.reap_stale_cells(now=later)
+
+    assert report == {"requeued": [], "errored": []}
+    for cell in (running, finished):
+        cell.refresh_from_db()
+        assert (cell.state, cell.attempt) == (CellState.RUNNING, 1)
+    assert broker.messages("runner.cpu") == []
+    # Its claim gone (not refreshed any more): that runner is lost, and only that one.
+    client.delete(claim_key(cell_id=running.pk, token=str(running.token), attempt=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.reap_stale_cells(now=later)
+    assert report == {"requeued": [running.pk], "errored": []}
+    finished.refresh_from_db()
+    assert (finished.state, finished.attempt) == (CellState.RUNNING, 1)
+
+
+def test_a_cell_whose_sent_result_never_came_runs_again(
+    project, targets, broker, settings, django_capture_on_commit_callbacks
+):
+    """A done claim waits COMPAT_RESULT_WAIT_S for its result, not the claim's 3 days."""
+    run, _ = request_run(project, django_capture_on_commit_callbacks, targets=targets[:1])
+    cell = run.cells.get()
+    client = broker.client()
+    client.delete("runner.cpu")
+    services.cell_record_progress(cell_id=cell.pk, attempt=1, runner="r", phase="running")
+    key = claim_key(cell_id=cell.pk, token=str(cell.token), attempt=1)
+    later = timezone.now() + timedelta(seconds=600)
+    done_for_s = settings.COMPAT_RESULT_WAIT_S - 60
+    client.set(key, "done", ex=CELL_KEY_TTL_S - done_for_s)
+    assert services.reap_stale_cells(now=later) == {"requeued": [], "errored": []}
+
+    client.set(key, "done", ex=CELL_KEY_TTL_S - settings.COMPAT_RESULT_WAIT_S - 60)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.reap_stale_cells(now=later) == {"requeued": [cell.pk], "errored": []}
+    cell.refresh_from_db()
+    assert (cell.state, cell.attempt) == (CellState.QUEUED, 2)
+
+
+def test_a_queued_cell_a_runner_has_claimed_is_not_sent_again(
+    project, targets, broker, django_capture_on_commit_callbacks
+):
+    """The runner took the message; its progress report waits in the results queue."""
+    run, _ = request_run(project, django_capture_on_commit_callbacks, targets=targets[:1])
+    cell = run.cells.get()
+    client = broker.client()
+    client.delete("runner.cpu")
+    client.set(claim_key(cell_id=cell.pk, token=str(cell.token), attempt=1), "r")
+
+    report = services.reap_stale_cells(now=timezone.now() + timedelta(seconds=91))
+
+    assert report == {"requeued": [], "errored": []}
+    assert broker.messages("runner.cpu") == []
+
+
+def test_reaper_waits_while_the_results_queue_has_a_backlog_or_cannot_be_read(
+    project, targets, broker, settings, django_capture_on_commit_callbacks
+):
+    run, _ = request_run(project, django_capture_on_commit_callbacks, targets=targets[:1])
+    cell = run.cells.get()
+    client = broker.client()
+    client.delete("runner.cpu")
+    services.cell_record_progress(cell_id=cell.pk, attempt=1, runner="r", phase="running")
+    later = timezone.now() + timedelta(seconds=600)
+    client.lpush("results", b"a result not recorded yet")
+
+    assert services.reap_stale_cells(now=later) == {"requeued": [], "errored": []}
+    broker_url = settings.CELERY_BROKER_URL
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"  # nothing answers: length unknown
+    assert services.reap_stale_cells(now=later) == {"requeued": [], "errored": []}
+    cell.refresh_from_db()
+    assert (cell.state, cell.attempt) == (CellState.RUNNING, 1)
+
+    settings.CELERY_BROKER_URL = broker_url
+    client.delete("results")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.reap_stale_cells(now=later)["requeued"] == [cell.pk]
 
 
 def test_a_result_of_a_superseded_attempt_is_kept_but_not_applied(
@@ -258,14 +384,53 @@ def test_a_result_of_a_superseded_attempt_is_kept_but_not_applied(
     services.cell_record_progress(cell_id=cell.pk, attempt=1, runner="r", phase="running")
     with django_capture_on_commit_callbacks(execute=True):
         services.reap_stale_cells(now=timezone.now() + timedelta(seconds=91))
+    cell.refresh_from_db()
+    assert cell.state == CellState.QUEUED and cell.attempt == 2
+    services.cell_record_result(cell_id=cell.pk, attempt=2, runner="r2", result=result_dict())
+    # Attempt 1 reports after attempt 2 has finished the cell: kept, not applied.
     stale = services.cell_record_result(
         cell_id=cell.pk, attempt=1, runner="r", result=result_dict(CellState.FAILED)
     )
     cell.refresh_from_db()
-    assert stale.applied is False and cell.state == CellState.QUEUED and cell.attempt == 2
-    services.cell_record_result(cell_id=cell.pk, attempt=2, runner="r2", result=result_dict())
+    assert stale.applied is False
+    assert cell.state == CellState.PASSED and cell.runner_name == "r2" and cell.attempt == 2
+
+
+def test_the_first_result_of_an_attempt_the_reaper_gave_up_on_still_wins(
+    project, targets, broker, django_capture_on_commit_callbacks
+):
+    """The runner was taken for lost, but its attempt finished: its result stands and the
+    re-queued attempt is called off, so the agent that took it drops it."""
+    run, _ = request_run(project, django_capture_on_commit_callbacks, targets=targets[:1])
+    cell = run.cells.get()
+    client = broker.client()
+    client.delete("runner.cpu")
+    services.cell_record_progress(cell_id=cell.pk, attempt=1, runner="r1", phase="running")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reap_stale_cells(now=timezone.now() + timedelta(seconds=91))
+    [requeued] = broker.messages("runner.cpu")
+    assert Job.from_dict(requeued["kwargs"]["job"]).attempt == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.cell_record_result(
+            cell_id=cell.pk, attempt=1, runner="r1", result=result_dict(CellState.FAILED)
+        )
+
     cell.refresh_from_db()
-    assert cell.state == CellState.PASSED and cell.runner_name == "r2"
+    assert first.applied is True
+    assert (cell.state, cell.attempt, cell.runner_name) == (CellState.FAILED, 1, "r1")
+    assert cell.task_id == f"compat-cell-{cell.pk}-1"
+    assert client.get(cell_key(cell_id=cell.pk, token=str(cell.token))) == b"cancelled"
+    assert agent_check(job=requeued["kwargs"]["job"], broker_url=broker.url)[0] is False
+    run.refresh_from_db()
+    assert run.finished_at is not None
+    # Should the re-queued attempt report all the same, it is kept and not applied.
+    late = services.cell_record_result(
+        cell_id=cell.pk, attempt=2, runner="r2", result=result_dict()
+    )
+    cell.refresh_from_db()
+    assert late.applied is False and cell.state == CellState.FAILED and cell.attempt == 1
+    assert list(CellResult.objects.filter(cell=cell, applied=True).values_list("attempt")) == [(1,)]
 
 
 def test_cancel_marks_cells_tells_agents_and_finishes_the_run(

@@ -130,6 +130,13 @@ def healthy_repository(github: FakeGitHub, owner="goodorg", name="torchgood", **
     return github.add_repository(owner, name, **defaults)
 
 
+def github_unavailable(github: FakeGitHub, owner="goodorg", name="torchgood") -> None:
+    """GitHub answers 503 for the repository, until `healthy_repository` routes it again."""
+    github.server.route(
+        "GET", f"/repos/{owner}/{name}", Reply(503, {"message": "Service Unavailable"})
+    )
+
+
 @pytest.fixture
 def github(settings):
     with FakeGitHub() as fake:

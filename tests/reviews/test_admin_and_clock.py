@@ -52,10 +52,11 @@ def test_onboarding_rows_are_ticked_by_reviewers_only(
     with django_capture_on_commit_callbacks(execute=True):
         services.submission_submit(submission=submission, actor=applicant)
     services.submission_set_category(submission=submission, category=category, actor=reviewer)
-    services.submission_transition(submission=submission, to="voting", actor=reviewer)
-    for voter in voters:
+    services.submission_transition(
+        submission=submission, to="voting", actor=reviewer, confirmed=True
+    )
+    for voter in voters:  # the last vote closes the vote: accepted
         services.vote_cast(submission=submission, voter=voter, choice="approve")
-    services.vote_close(submission=submission, actor=reviewer)
     task = OnboardingTask.objects.get(submission=submission, key="logo")
     client.force_login(voters[0])
     client.post(reverse("reviews:onboarding", args=[submission.pk, task.pk]), {"done": "1"})

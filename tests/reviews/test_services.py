@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from registry.models import MaintainerIdentity, Project
-from reviews import services
+from reviews import criteria, services
 from reviews.models import CriterionResult, ReviewEvent, Submission, Vote
 from reviews.states import (
     InvalidTransition,
@@ -17,7 +17,7 @@ from reviews.states import (
     ReviewError,
     SubmissionIncomplete,
 )
-from tests.reviews.conftest import answers, healthy_repository
+from tests.reviews.conftest import answers, github_unavailable, healthy_repository
 
 S = Submission
 
@@ -117,7 +117,8 @@ def test_github_rate_limit_defers_then_records_unknown(
     with pytest.raises(ChecksDeferred):
         services.submission_run_checks(submission_id=submission.pk, final_attempt=False)
     submission.refresh_from_db()
-    assert submission.state == "submitted"  # the attempt rolled back
+    assert submission.state == "checking"  # the attempt rolled back; the retry is recorded
+    assert submission.results.get(criterion=14).check_state == "retrying"
     services.submission_run_checks(submission_id=submission.pk, final_attempt=True)
     submission.refresh_from_db()
     assert submission.state == "in_review"
@@ -270,7 +271,9 @@ def test_human_criteria_are_answered_per_reviewer_with_justification(
 
 def open_vote(submission, reviewer, category):
     services.submission_set_category(submission=submission, category=category, actor=reviewer)
-    services.submission_transition(submission=submission, to="voting", actor=reviewer)
+    services.submission_transition(
+        submission=submission, to="voting", actor=reviewer, confirmed=True
+    )
     submission.refresh_from_db()
 
 
@@ -282,8 +285,7 @@ def test_vote_accepts_with_more_than_half_and_onboards(
     services.vote_cast(submission=in_review, voter=voters[0], choice="approve")
     services.vote_cast(submission=in_review, voter=voters[1], choice="reject")
     services.vote_cast(submission=in_review, voter=voters[1], choice="approve")  # changed
-    services.vote_cast(submission=in_review, voter=voters[2], choice="abstain")
-    assert Vote.objects.filter(submission=in_review).count() == 3
+    assert Vote.objects.filter(submission=in_review).count() == 2  # voters[2] does not vote
     with pytest.raises(ReviewError, match="still open"):
         services.vote_close(submission=in_review, actor=None)
     Submission.objects.filter(pk=in_review.pk).update(
@@ -297,10 +299,10 @@ def test_vote_accepts_with_more_than_half_and_onboards(
     assert in_review.state == "accepted"
     decision = in_review.events.get(kind="decision")
     assert decision.data == {
-        "eligible": 3, "approve": 2, "reject": 0, "abstain": 1, "required": 2,
+        "eligible": 3, "approve": 2, "reject": 0, "abstain": 0, "required": 2,
         "rule": "more than half",
     }  # fmt: skip
-    assert "2 of 3 eligible" in decision.note
+    assert "2 of 3 eligible" in decision.note and "voting window ended" in decision.note
     project = in_review.project
     assert project.status == "active" and project.category == category
     assert project.repo_owner == "goodorg" and project.maintainers == ["alice", "bob"]
@@ -325,8 +327,7 @@ def test_half_is_not_a_majority(in_review, reviewer, voters, category, make_user
         [*voters, fourth], ["approve", "approve", "reject", "abstain"], strict=True
     ):
         services.vote_cast(submission=in_review, voter=voter, choice=choice)
-    services.vote_close(submission=in_review, actor=reviewer)  # everyone voted
-    in_review.refresh_from_db()
+    in_review.refresh_from_db()  # everyone voted: the vote closed itself
     assert in_review.state == "declined"
     assert in_review.events.get(kind="decision").data["required"] == 3
 
@@ -368,8 +369,7 @@ def test_hosted_projects_need_two_thirds(
     services.vote_cast(submission=hosted, voter=voters[0], choice="approve")
     services.vote_cast(submission=hosted, voter=voters[1], choice="approve")
     services.vote_cast(submission=hosted, voter=voters[2], choice="reject")
-    services.vote_close(submission=hosted, actor=reviewer)
-    hosted.refresh_from_db()
+    hosted.refresh_from_db()  # everyone voted: the vote closed itself
     assert hosted.state == "accepted" and hosted.project.kind == "hosted"
 
 
@@ -438,3 +438,173 @@ def test_assignment_only_of_reviewers(in_review, reviewer, applicant, voters):
     services.submission_assign_reviewer(submission=in_review, reviewer=reviewer, actor=reviewer)
     assert list(in_review.reviewers.all()) == [reviewer]
     assert CriterionResult.objects.filter(submission=in_review).count() == 19
+
+
+# --- journeys without dead ends (issue 14) ---------------------------------------------------
+
+
+def submitted_while_github_is_down(applicant, github, django_capture_on_commit_callbacks):
+    """Submitted; the checks task is left for the test to run (GitHub answers 503)."""
+    github_unavailable(github)
+    submission = services.submission_create(applicant=applicant, answers=answers())
+    with django_capture_on_commit_callbacks(execute=False):
+        services.submission_submit(submission=submission, actor=applicant)
+    return submission
+
+
+def test_github_unavailable_records_when_the_checks_retry_and_why_then_the_failure(
+    applicant, github, pypi, django_capture_on_commit_callbacks
+):
+    from reviews.checks import ChecksDeferred
+
+    submission = submitted_while_github_is_down(
+        applicant, github, django_capture_on_commit_callbacks
+    )
+    before = timezone.now()
+    with pytest.raises(ChecksDeferred) as deferred:
+        services.submission_run_checks(submission_id=submission.pk, final_attempt=False)
+    submission.refresh_from_db()
+    assert submission.state == "checking"  # the checks started; they wait for GitHub
+    retrying = {r.criterion: r for r in submission.results.filter(check_state="retrying")}
+    assert set(retrying) == set(criteria.GITHUB_CRITERIA)
+    wait = timedelta(seconds=deferred.value.retry_in)
+    for result in retrying.values():
+        assert "HTTP 503" in result.check_note
+        assert before + wait <= result.check_retry_at <= timezone.now() + wait
+    event = submission.events.filter(kind="checks").last()
+    assert "HTTP 503" in event.note and event.data["retry_at"]
+
+    services.submission_run_checks(submission_id=submission.pk, final_attempt=True)
+    submission.refresh_from_db()
+    assert submission.state == "in_review"
+    for number in criteria.GITHUB_CRITERIA:
+        result = submission.results.get(criterion=number)
+        assert result.check_state == "failed" and result.check_retry_at is None
+        assert "HTTP 503" in result.check_note and result.outcome == "unknown"
+    assert submission.results.get(criterion=11).check_state == "measured"
+
+
+def test_the_checks_task_retries_then_fails_with_the_reason(
+    applicant, github, pypi, django_capture_on_commit_callbacks
+):
+    """An eager task runs its retries at once: each deferral is recorded, then the failure."""
+    from config.celery import app
+    from reviews.tasks import run_automated_checks
+
+    app.conf.task_eager_propagates = False  # a retry is no error; `eager_celery` restores it
+    submission = submitted_while_github_is_down(
+        applicant, github, django_capture_on_commit_callbacks
+    )
+    run_automated_checks.apply(kwargs={"submission_id": submission.pk}, throw=False)
+    submission.refresh_from_db()
+    assert submission.state == "in_review"
+    deferrals = submission.events.filter(kind="checks", data__has_key="retry_at")
+    assert deferrals.count() == 5  # max_retries: five retries, then the final attempt
+    assert submission.results.get(criterion=14).check_state == "failed"
+
+
+def test_a_rerun_shows_the_criteria_running_until_measured(
+    in_review, reviewer, github, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        services.submission_request_checks(submission=in_review, actor=reviewer)
+    assert len(queued) == 1
+    running = set(
+        in_review.results.filter(check_state="running").values_list("criterion", flat=True)
+    )
+    assert running == {c.number for c in criteria.CRITERIA if c.automated}
+    queued[0]()
+    assert not in_review.results.filter(criterion=14).exclude(check_state="measured").exists()
+
+
+def test_opening_the_vote_with_unknown_or_unmet_criteria_needs_a_confirmation(
+    in_review, reviewer, category
+):
+    services.submission_set_category(submission=in_review, category=category, actor=reviewer)
+    with pytest.raises(services.UnresolvedCriteria, match="confirm") as refused:
+        services.submission_transition(submission=in_review, to="voting", actor=reviewer)
+    assert [(c.number, c.outcome) for c in refused.value.criteria] == [
+        (n, "unknown") for n in (1, 2, 3, 4, 5, 6, 8, 10)
+    ]
+    in_review.refresh_from_db()
+    assert in_review.state == "in_review"
+    services.submission_transition(
+        submission=in_review, to="voting", actor=reviewer, confirmed=True
+    )
+    in_review.refresh_from_db()
+    assert in_review.state == "voting"
+    opened = in_review.events.filter(kind="transition", to_state="voting").get()
+    assert opened.data["unresolved"] == {"unknown": [1, 2, 3, 4, 5, 6, 8, 10], "unmet": []}
+
+
+def test_a_vote_with_every_criterion_resolved_opens_without_a_confirmation(
+    in_review, reviewer, category
+):
+    for number in (2, 3, 4, 5, 6, 10):
+        services.criterion_answer(
+            submission=in_review, criterion=number, reviewer=reviewer, outcome="met",
+            justification="Checked.",
+        )  # fmt: skip
+    for number in (1, 8):
+        services.criterion_override(
+            submission=in_review, criterion=number, outcome="na", reason="Pure docs project.",
+            actor=reviewer,
+        )  # fmt: skip
+    services.submission_set_category(submission=in_review, category=category, actor=reviewer)
+    services.submission_transition(submission=in_review, to="voting", actor=reviewer)
+    in_review.refresh_from_db()
+    assert in_review.state == "voting"
+
+
+def test_the_last_eligible_vote_closes_the_vote_with_the_decision(
+    in_review, reviewer, voters, category, django_capture_on_commit_callbacks
+):
+    open_vote(in_review, reviewer, category)
+    services.vote_cast(submission=in_review, voter=voters[0], choice="approve")
+    services.vote_cast(submission=in_review, voter=voters[1], choice="reject")
+    in_review.refresh_from_db()
+    assert in_review.state == "voting"
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.vote_cast(submission=in_review, voter=voters[2], choice="approve")
+    in_review.refresh_from_db()
+    assert in_review.state == "accepted"
+    decision = in_review.events.get(kind="decision")
+    assert decision.actor is None
+    assert "2 of 3 eligible voting members approved" in decision.note
+    assert "every eligible member voted" in decision.note
+    assert in_review.onboarding_tasks.count() == 5
+    assert any("Accepted" in message.subject for message in mail.outbox)
+    with pytest.raises(ReviewError, match="not open"):
+        services.vote_cast(submission=in_review, voter=voters[2], choice="reject")
+
+
+def accept(submission, reviewer, voters, category) -> Submission:
+    open_vote(submission, reviewer, category)
+    for voter in voters:
+        services.vote_cast(submission=submission, voter=voter, choice="approve")
+    submission.refresh_from_db()
+    assert submission.state == "accepted"
+    return submission
+
+
+def test_the_applicant_ticks_only_the_onboarding_tasks_meant_for_them(
+    in_review, applicant, other_applicant, reviewer, staff_user, voters, category
+):
+    accepted = accept(in_review, reviewer, voters, category)
+    tasks = {task.key: task for task in accepted.onboarding_tasks.all()}
+    assert {key for key, task in tasks.items() if task.for_applicant} == {
+        "logo", "github_2fa", "cla_dco"
+    }  # fmt: skip
+    services.onboarding_task_set(task=tasks["logo"], done=True, actor=applicant)
+    tasks["logo"].refresh_from_db()
+    assert tasks["logo"].done and tasks["logo"].done_by == applicant
+    with pytest.raises(NotAllowed, match="foundation"):
+        services.onboarding_task_set(task=tasks["landscape_entry"], done=True, actor=applicant)
+    with pytest.raises(NotAllowed):
+        services.onboarding_task_set(task=tasks["github_2fa"], done=True, actor=other_applicant)
+    with pytest.raises(NotAllowed):
+        services.onboarding_task_set(task=tasks["github_2fa"], done=True, actor=voters[0])
+    services.onboarding_task_set(task=tasks["github_2fa"], done=True, actor=staff_user)
+    services.onboarding_task_set(task=tasks["landscape_entry"], done=True, actor=reviewer)
+    assert accepted.onboarding_tasks.filter(done_at__isnull=False).count() == 3

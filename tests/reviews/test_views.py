@@ -29,6 +29,13 @@ def under_review(applicant, github, pypi, django_capture_on_commit_callbacks):
     return submission
 
 
+def open_the_vote(submission, reviewer, category) -> None:
+    services.submission_set_category(submission=submission, category=category, actor=reviewer)
+    services.submission_transition(
+        submission=submission, to="voting", actor=reviewer, confirmed=True
+    )
+
+
 def test_signup_and_login_pages_use_the_site_layout(client, db):
     for name in ("account_signup", "account_login"):
         response = client.get(reverse(name))
@@ -74,7 +81,6 @@ def test_apply_saves_a_draft_and_submits(
         ("repository_url", "https://github.com/only-owner", "one repository"),
         ("contact_emails", "not-an-email", "valid email"),
         ("maintainer_handles", "bad_handle!", "not a GitHub handle"),
-        ("description", "short text", "100 to 300 words"),
         ("summary", "x" * 201, "at most 200 characters"),
         ("website_url", "javascript:alert(1)", "valid URL"),
         ("description", "word " * 5000, "at most 3000 characters"),
@@ -200,8 +206,7 @@ def test_voting_member_cannot_review_and_reviewer_cannot_vote(
         follow=True,
     )
     assert "Only TAC reviewers" in response.content.decode()
-    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
-    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
+    open_the_vote(under_review, reviewer, category)
     client.force_login(reviewer)
     response = client.post(
         reverse("reviews:vote", args=[under_review.pk]), {"choice": "approve"}, follow=True
@@ -211,8 +216,7 @@ def test_voting_member_cannot_review_and_reviewer_cannot_vote(
 
 
 def test_vote_through_htmx_returns_the_panel(client, reviewer, voters, under_review, category):
-    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
-    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
+    open_the_vote(under_review, reviewer, category)
     client.force_login(voters[0])
     response = client.post(
         reverse("reviews:vote", args=[under_review.pk]),
@@ -333,11 +337,9 @@ def test_project_history_fragment_shows_public_parts_only(
     services.comment_post(
         submission=under_review, author=reviewer, body="secret remark", shared_with_applicant=False
     )
-    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
-    services.submission_transition(submission=under_review, to="voting", actor=reviewer)
-    for voter in voters:
+    open_the_vote(under_review, reviewer, category)
+    for voter in voters:  # the last vote closes the vote
         services.vote_cast(submission=under_review, voter=voter, choice="approve")
-    services.vote_close(submission=under_review, actor=reviewer)
     under_review.refresh_from_db()
     slug = under_review.project.slug
     body = client.get(reverse("reviews:project_history", kwargs={"slug": slug})).content.decode()
@@ -380,3 +382,252 @@ def test_a_stored_unsafe_url_is_shown_as_text_never_as_a_link(
         assert "https://video.example.org/talk" in targets
         assert "javascript:alert(document.cookie)" in body  # shown, as text
         assert "&lt;script&gt;alert(2)&lt;/script&gt;" in body
+
+
+# --- journeys without dead ends (issue 14) ---------------------------------------------------
+
+
+def criterion_row(body: str, number: int) -> str:
+    match = re.search(rf'<tr id="criterion-{number}">(.*?)</tr>', body, re.DOTALL)
+    assert match, f"no row for criterion {number}"
+    return " ".join(match.group(1).split())
+
+
+def test_a_draft_saves_a_short_description_and_submit_says_the_word_count(client, applicant):
+    """Completeness waits for submit: a draft keeps a five-word description (the form refused
+    it before, with "Write 100 to 300 words"); submitting names the rule and the count."""
+    client.force_login(applicant)
+    response = client.post(reverse("reviews:apply"), form_data(description="Only five words here."))
+    submission = Submission.objects.get()
+    assert response.status_code == 302
+    assert submission.description == "Only five words here."
+    page = client.get(reverse("reviews:application", args=[submission.pk])).content.decode()
+    assert "description must be 100 to 300 words (it has 4)" in page
+    response = client.post(reverse("reviews:submit", args=[submission.pk]), follow=True)
+    body = response.content.decode()
+    assert "Complete the application first" in body and "100 to 300 words (it has 4)" in body
+    submission.refresh_from_db()
+    assert submission.state == "draft"
+    response = client.post(
+        reverse("reviews:edit", args=[submission.pk]), form_data(description="Still short.")
+    )
+    assert response.status_code == 302
+    submission.refresh_from_db()
+    assert submission.description == "Still short."
+
+
+def test_the_form_shows_the_word_rule_up_front_with_a_live_counter(client, applicant):
+    client.force_login(applicant)
+    body = client.get(reverse("reviews:apply")).content.decode()
+    assert "100 to 300 words" in body
+    description = re.search(r"<textarea[^>]*name=\"description\"[^>]*>", body).group(0)
+    assert 'data-min-words="100"' in description and 'data-max-words="300"' in description
+    assert 'id="id_description-words"' in body and 'aria-live="polite"' in body
+    assert "js/application_form.js" in body
+    draft = services.submission_create(applicant=applicant, answers=answers(description="a b c"))
+    body = client.get(reverse("reviews:edit", args=[draft.pk])).content.decode()
+    assert "3 words" in body  # counted on the server too: no script needed to see it
+
+
+def hosted_section(body: str) -> str:
+    match = re.search(r'<fieldset[^>]*id="hosted-answers"[^>]*>', body)
+    assert match, "no hosted-answers section"
+    return match.group(0)
+
+
+def test_hosted_only_answers_show_only_for_hosted_applications(client, applicant):
+    client.force_login(applicant)
+    body = client.get(reverse("reviews:apply")).content.decode()
+    assert " hidden" in hosted_section(body)
+    assert re.search(r'<input type="radio" name="kind" value="hosted"', body)
+    ecosystem = services.submission_create(applicant=applicant, answers=answers())
+    hosted = services.submission_create(
+        applicant=applicant,
+        answers=answers(
+            kind="hosted",
+            repository_url="https://github.com/goodorg/flagship",
+            governance_model="Open governance.",
+        ),
+    )
+    body = client.get(reverse("reviews:edit", args=[ecosystem.pk])).content.decode()
+    assert " hidden" in hosted_section(body)
+    body = client.get(reverse("reviews:edit", args=[hosted.pk])).content.decode()
+    assert " hidden" not in hosted_section(body)
+    # A refused save re-renders with the kind that was posted.
+    body = client.post(
+        reverse("reviews:edit", args=[ecosystem.pk]),
+        form_data(kind="hosted", website_url="javascript:alert(1)"),
+    ).content.decode()
+    assert " hidden" not in hosted_section(body)
+    detail = client.get(reverse("reviews:application", args=[ecosystem.pk])).content.decode()
+    assert "Governance model" not in detail and "TAC sponsor" not in detail
+    detail = client.get(reverse("reviews:application", args=[hosted.pk])).content.decode()
+    assert "Governance model" in detail and "Open governance." in detail
+
+
+@pytest.fixture
+def checks_deferred(applicant, github, pypi, django_capture_on_commit_callbacks):
+    """Submitted while GitHub answers 503: the first attempt deferred (a retry is due)."""
+    from reviews.checks import ChecksDeferred
+    from tests.reviews.conftest import github_unavailable
+
+    github_unavailable(github)
+    submission = services.submission_create(applicant=applicant, answers=answers())
+    with django_capture_on_commit_callbacks(execute=False):
+        services.submission_submit(submission=submission, actor=applicant)
+    with pytest.raises(ChecksDeferred):
+        services.submission_run_checks(submission_id=submission.pk, final_attempt=False)
+    submission.refresh_from_db()
+    return submission
+
+
+def test_check_states_show_per_criterion_and_reviewers_rerun_them(
+    client, applicant, reviewer, github, checks_deferred, django_capture_on_commit_callbacks
+):
+    submission = checks_deferred
+    retry_at = submission.results.get(criterion=14).check_retry_at
+    review_page = reverse("reviews:review", args=[submission.pk])
+    client.force_login(applicant)
+    body = client.get(reverse("reviews:application", args=[submission.pk])).content.decode()
+    row = criterion_row(body, 14)
+    assert f"retrying at {retry_at:%H:%M} UTC because GitHub answered" in row and "503" in row
+    assert "running" in criterion_row(body, 9)  # measured after GitHub answers
+    assert "Re-run checks" not in body
+    client.force_login(reviewer)
+    body = client.get(review_page).content.decode()
+    assert f"retrying at {retry_at:%H:%M} UTC" in criterion_row(body, 14)
+    assert "Re-run checks" in body
+
+    services.submission_run_checks(submission_id=submission.pk, final_attempt=True)
+    row = criterion_row(client.get(review_page).content.decode(), 14)
+    assert "failed: GitHub unavailable" in row and "503" in row and "retrying" not in row
+
+    healthy_repository(github)
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs once this ends
+        response = client.post(reverse("reviews:checks", args=[submission.pk]), follow=True)
+    body = response.content.decode()
+    assert "Automated checks queued" in body and "running" in criterion_row(body, 14)
+    row = criterion_row(client.get(review_page).content.decode(), 14)
+    assert "1200 stars" in row and "failed" not in row and "running" not in row
+
+
+def test_only_reviewers_rerun_the_checks(client, applicant, voters, checks_deferred):
+    client.force_login(voters[0])
+    response = client.post(reverse("reviews:checks", args=[checks_deferred.pk]), follow=True)
+    assert "Only TAC reviewers and staff" in response.content.decode()
+    client.force_login(applicant)
+    assert client.post(reverse("reviews:checks", args=[checks_deferred.pk])).status_code == 403
+
+
+def test_opening_the_vote_with_unresolved_criteria_shows_them_and_asks_to_confirm(
+    client, reviewer, category, under_review
+):
+    services.submission_set_category(submission=under_review, category=category, actor=reviewer)
+    client.force_login(reviewer)
+    page = reverse("reviews:review", args=[under_review.pk])
+    body = client.get(page).content.decode()
+    summary = re.search(r'<div id="vote-summary".*?</div>', body, re.DOTALL).group(0)
+    assert "8 unknown, 0 not met" in summary and 'href="#criterion-3"' in summary
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]), {"to": "voting", "note": "Ready."}
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    confirm = re.search(r'<form[^>]*id="confirm-vote".*?</form>', body, re.DOTALL).group(0)
+    assert 'name="confirm" value="1"' in confirm and "Ready." in confirm
+    assert "Open the vote anyway" in confirm
+    under_review.refresh_from_db()
+    assert under_review.state == "in_review"
+    response = client.post(
+        reverse("reviews:transition", args=[under_review.pk]),
+        {"to": "voting", "note": "Ready.", "confirm": "1"},
+        follow=True,
+    )
+    under_review.refresh_from_db()
+    assert under_review.state == "voting"
+    assert "8 unknown, 0 not met" in response.content.decode()  # voters see them too
+
+
+def test_close_the_vote_now_shows_only_once_every_eligible_member_has_voted(
+    client, reviewer, voters, category, under_review
+):
+    open_the_vote(under_review, reviewer, category)
+    client.force_login(reviewer)
+    page = reverse("reviews:review", args=[under_review.pk])
+    assert "Close the vote now" not in client.get(page).content.decode()
+    for voter in voters[:2]:
+        services.vote_cast(submission=under_review, voter=voter, choice="approve")
+    assert "Close the vote now" not in client.get(page).content.decode()
+    voters[2].groups.clear()  # no longer a voting member: everyone still eligible has voted
+    assert "Close the vote now (all have voted)" in client.get(page).content.decode()
+    client.post(reverse("reviews:close_vote", args=[under_review.pk]))
+    under_review.refresh_from_db()
+    assert under_review.state == "accepted"
+
+
+def test_the_last_vote_closes_the_vote_and_the_page_shows_the_decision(
+    client, reviewer, voters, category, under_review
+):
+    open_the_vote(under_review, reviewer, category)
+    for voter in voters[:2]:
+        services.vote_cast(submission=under_review, voter=voter, choice="approve")
+    client.force_login(voters[2])
+    page = reverse("reviews:review", args=[under_review.pk])
+    response = client.post(
+        reverse("reviews:vote", args=[under_review.pk]),
+        {"choice": "approve"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200 and response["HX-Redirect"] == page
+    body = client.get(page).content.decode()
+    assert re.search(r'id="state">Accepted<', body)
+    assert "3 of 3 eligible voting members approved" in body
+    assert "every eligible member voted" in body
+
+
+@pytest.fixture
+def accepted(under_review, reviewer, voters, category):
+    open_the_vote(under_review, reviewer, category)
+    for voter in voters:
+        services.vote_cast(submission=under_review, voter=voter, choice="approve")
+    under_review.refresh_from_db()
+    assert under_review.state == "accepted"
+    return under_review
+
+
+def test_the_applicant_sees_and_ticks_their_onboarding_tasks(
+    client, applicant, other_applicant, staff_user, accepted
+):
+    from reviews.models import OnboardingTask
+
+    tasks = {task.key: task for task in OnboardingTask.objects.filter(submission=accepted)}
+    application = reverse("reviews:application", args=[accepted.pk])
+    client.force_login(applicant)
+    body = client.get(application).content.decode()
+    section = re.search(r'<section[^>]*id="onboarding".*?</section>', body, re.DOTALL).group(0)
+    for key in ("logo", "github_2fa", "cla_dco"):
+        assert tasks[key].label in section
+    for key in ("landscape_entry", "announcement"):
+        assert tasks[key].label not in section
+    tick = reverse("reviews:application_onboarding", args=[accepted.pk, tasks["logo"].pk])
+    assert f'action="{tick}"' in section
+    response = client.post(tick, {"done": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == application + "#onboarding"
+    tasks["logo"].refresh_from_db()
+    assert tasks["logo"].done and tasks["logo"].done_by == applicant
+    assert "done" in response.content.decode()
+    foundation = reverse(
+        "reviews:application_onboarding", args=[accepted.pk, tasks["landscape_entry"].pk]
+    )
+    response = client.post(foundation, {"done": "1"}, follow=True)
+    assert "foundation" in response.content.decode()
+    tasks["landscape_entry"].refresh_from_db()
+    assert not tasks["landscape_entry"].done
+    client.force_login(other_applicant)
+    assert client.post(tick, {"done": "0"}).status_code == 404
+    client.force_login(staff_user)  # staff still tick every task, the applicant's too
+    client.post(
+        reverse("reviews:onboarding", args=[accepted.pk, tasks["cla_dco"].pk]), {"done": "1"}
+    )
+    tasks["cla_dco"].refresh_from_db()
+    assert tasks["cla_dco"].done and tasks["cla_dco"].done_by == staff_user

@@ -1,4 +1,10 @@
-"""python manage.py import_landscape PATH: load a landscape2 file into the registry."""
+"""python manage.py import_landscape PATH: load a landscape2 file into the registry.
+
+Logos are read from the folder `landscape-logos/` next to the file (or `--logos DIR`), as
+landscape2 keeps them; without that folder the projects' logos are left as they are.
+"""
+
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -11,19 +17,36 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="Path of the landscape YAML file.")
+        parser.add_argument(
+            "--logos",
+            default=None,
+            help="Folder of the items' logo files (default: landscape-logos/ next to the file).",
+        )
 
-    def handle(self, *args, path: str, **options):
+    def handle(self, *args, path: str, logos: str | None = None, **options):
         try:
             parsed = landscape_parse(landscape_read_file(path))
         except LandscapeError as error:
             raise CommandError(f"Nothing imported: {error}") from None
-        report = landscape_import(parsed=parsed)
+        logo_directory = Path(logos) if logos else Path(path).parent / "landscape-logos"
+        if logos and not logo_directory.is_dir():
+            raise CommandError(f"Nothing imported: {logos}: no such folder.")
+        report = landscape_import(
+            parsed=parsed, logo_directory=logo_directory if logo_directory.is_dir() else None
+        )
         write = self.stdout.write
         write(
             f"created {len(report.created)}, updated {len(report.updated)}, "
             f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)}, "
             f"flagged {len(report.flagged)}"
         )
+        if logo_directory.is_dir():
+            write(
+                f"  logos: {report.logos_stored} new file{'s' * (report.logos_stored != 1)} "
+                f"stored ({report.logos_rendered} with a card rendering) from {logo_directory}"
+            )
+        else:
+            write(f"  logos: no folder {logo_directory}; logos left as they were")
         by_reason: dict[str, list[str]] = {}
         for where, reason in report.skipped:
             by_reason.setdefault(reason, []).append(where)
