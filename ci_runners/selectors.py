@@ -156,15 +156,7 @@ def global_matrix(*, filters: MatrixFilters, page_number: Any) -> GlobalMatrix:
 
 
 def _matrix_projects(*, filters: MatrixFilters, targets: list[TorchTarget]) -> QuerySet[Project]:
-    projects = Project.objects.all()
-    if filters.status == "all":
-        pass
-    elif filters.status in Project.Status.values:
-        projects = projects.filter(status=filters.status)
-    else:
-        projects = projects.filter(status=Project.Status.ACTIVE)
-    if filters.kind in Project.Kind.values:
-        projects = projects.filter(kind=filters.kind)
+    projects = Project.objects.listed(status=filters.status, kind=filters.kind)
     if filters.category:
         projects = projects.filter(
             Q(category__slug=filters.category) | Q(category__parent__slug=filters.category)

@@ -115,15 +115,7 @@ def landscape(*, filters: LandscapeFilters, page_number: Any = 1) -> Landscape:
 
 
 def _landscape_projects(*, filters: LandscapeFilters, latest_torch: str) -> ProjectQuerySet:
-    projects = Project.objects.all()
-    if filters.status == "all":
-        pass
-    elif filters.status in Project.Status.values:
-        projects = projects.filter(status=filters.status)
-    else:
-        projects = projects.filter(status=Project.Status.ACTIVE)
-    if filters.kind in Project.Kind.values:
-        projects = projects.filter(kind=filters.kind)
+    projects = Project.objects.listed(status=filters.status, kind=filters.kind)
     if filters.breaks_latest:
         projects = (
             projects.filter(breaks_with__contains=[latest_torch])
