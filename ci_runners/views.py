@@ -23,11 +23,13 @@ def _project(slug: str) -> Project:
         raise Http404("No project with this name.") from None
 
 
-def project_matrix(request: HttpRequest, slug: str) -> HttpResponse:
-    """The fragment the registry's project page pulls in with htmx."""
+def project_matrix(request: HttpRequest, slug: str, notice: str = "") -> HttpResponse:
+    """The fragment the registry's project page pulls in with htmx; it polls itself while the
+    latest run has cells in flight."""
     project = _project(slug)
     latest_run = selectors.project_latest_run(project=project)
     context = {
+        "notice": notice,
         "project": project,
         "rows": selectors.project_matrix(project=project),
         "latest_run": latest_run,
@@ -51,9 +53,10 @@ def project_run_now(request: HttpRequest, slug: str) -> HttpResponse:
             return HttpResponse(str(exc), status=400)
         messages.error(request, str(exc))
         return redirect(project.get_absolute_url())
+    notice = f"Run {run.pk} queued on {run.cells.count()} PyTorch versions."
     if request.htmx:
-        return project_matrix(request, slug)
-    messages.success(request, f"Run {run.pk} started on {run.cells.count()} PyTorch versions.")
+        return project_matrix(request, slug, notice=f"{notice} This table updates by itself.")
+    messages.success(request, notice)
     return redirect(project.get_absolute_url())
 
 

@@ -76,6 +76,26 @@ def shoot_widths():
 # --- the review journeys: the people, the fakes, and each starting point built by services -----
 
 PASSWORD = "a-Long-pass-123"
+
+
+def sign_in(browser, live_server, email: str, *, init_script: str = "", width: int = 1280):
+    """A page in a fresh browser context, signed in through the login form as `email`
+    (password PASSWORD); `init_script` runs in every document before its own scripts; script
+    errors are collected in `page.problems`."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/reviews/")
+    return page
+
+
 REPOSITORY = "browserorg/torchbrowse"
 HUMAN_CRITERIA = (2, 3, 4, 5, 6, 10)
 

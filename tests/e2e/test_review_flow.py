@@ -10,21 +10,10 @@ import pytest
 
 from registry.models import Project
 from reviews.models import Submission
-from tests.e2e.conftest import HUMAN_CRITERIA, PASSWORD
+from tests.e2e.conftest import HUMAN_CRITERIA, PASSWORD, sign_in
 from tests.reviews.factories import DESCRIPTION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(browser, live_server, email: str):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url("**/reviews/")
-    return page
 
 
 def test_an_applicant_signs_up_and_applies(browser, live_server, fakes, eager_celery, shoot_widths):

@@ -15,7 +15,8 @@ from reviews import services
 from reviews.checks import ChecksDeferred
 from reviews.models import OnboardingTask, Submission
 from reviews.states import SubmissionState
-from tests.e2e.conftest import PASSWORD, REPOSITORY
+from tests.e2e.conftest import REPOSITORY
+from tests.e2e.conftest import sign_in as sign_in_as
 from tests.e2e.test_content_security_policy import WATCH_VIOLATIONS
 from tests.reviews.conftest import github_unavailable, healthy_repository
 from tests.reviews.factories import DESCRIPTION, SubmissionFactory
@@ -27,17 +28,7 @@ OWNER, NAME = REPOSITORY.split("/")
 def sign_in(browser, live_server, email: str):
     """A signed-in page that records Content-Security-Policy violations and script errors in
     `page.problems` (read them with `problems(page)`)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(WATCH_VIOLATIONS)
-    page = context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url("**/reviews/")
-    return page
+    return sign_in_as(browser, live_server, email, init_script=WATCH_VIOLATIONS)
 
 
 def problems(page) -> list[str]:
