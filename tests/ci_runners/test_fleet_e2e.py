@@ -11,6 +11,7 @@ worker down while cells finish, kill the results worker in the middle of recordi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -610,3 +611,35 @@ def test_a_runner_with_one_slot_reserves_no_second_cell_after_a_broker_reconnect
     assert count("received") == received, processes.log("agent-1")[-3000:]
     services.compat_run_cancel(run=run, actor=None)
     wait_for("the run to end", lambda: run_finished(run), processes)
+
+
+def test_two_beats_sending_one_nightly_slot_make_one_run_per_project(processes, torch_targets):
+    """What two beats (or a retried one) do: the nightly task arrives twice at once, taken by
+    two web-side workers in parallel."""
+    projects = [
+        Project.objects.create(
+            slug=f"nightly-{n}", name=f"Nightly {n}", repo_owner="o", repo_name=f"r{n}"
+        )
+        for n in range(3)
+    ]
+    processes.start_web_worker("web-a", "default")
+    processes.start_web_worker("web-b", "default")
+    wait_for(
+        "both workers ready",
+        lambda: all("ready" in processes.log(name) for name in ("web-a", "web-b")),
+        processes,
+        timeout=60,
+    )
+
+    app = current_app._get_current_object()
+    with app.connection_for_write(processes.broker_url) as connection:
+        for _ in range(2):
+            app.send_task("ci_runners.nightly_runs", queue="default", connection=connection)
+
+    def both_done() -> bool:
+        logs = processes.log("web-a") + processes.log("web-b")
+        return len(re.findall(r"nightly_runs\[[^\]]+\] succeeded", logs)) == 2
+
+    wait_for("both nightly tasks to finish", both_done, processes, timeout=60)
+    runs = CompatRun.objects.filter(trigger=CompatRun.Trigger.SCHEDULE)
+    assert sorted(runs.values_list("project__slug", flat=True)) == [p.slug for p in projects]
