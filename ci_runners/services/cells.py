@@ -4,6 +4,7 @@ follows when cells become final (matrix, project summary, freed slots, the run's
 
 from __future__ import annotations
 
+import gzip
 import logging
 from typing import Any
 
@@ -112,9 +113,10 @@ def cell_record_result(
         if attempt < cell.attempt:
             _call_off_later_attempt(cell=cell, attempt=attempt)
         now = timezone.now()
+        full_log = _cap_log(log or outcome.log_tail).encode("utf-8", errors="replace")
         cell.log_file.save(
-            f"cell-{cell.pk}-attempt-{attempt}.log",
-            ContentFile(_cap_log(log or outcome.log_tail).encode("utf-8", errors="replace")),
+            f"cell-{cell.pk}-attempt-{attempt}.log.gz",
+            ContentFile(gzip.compress(full_log, compresslevel=6)),
             save=False,
         )
         cell_transition(

@@ -72,3 +72,10 @@ def test_an_applicants_cell_log_is_staff_only(
     client.logout()
 
     assert client.get(link).status_code == 404
+
+
+def test_the_log_is_stored_compressed(project_cell):
+    project_cell.refresh_from_db()
+
+    assert project_cell.log_file.name.endswith(".log.gz")
+    assert project_cell.log_file.size < len(LOG.encode()) / 4

@@ -37,6 +37,7 @@ from ci_runners.models import (
     RunnerHost,
     TorchTarget,
 )
+from ci_runners.selectors import cell_log_bytes
 from ci_runners.states import FINAL_STATES, CellState
 from registry.models import Project
 
@@ -284,7 +285,7 @@ def test_a_real_run_on_two_torch_versions_records_each_result_once(
     assert ok.environment["torch"].startswith("2.13.0")
     assert broken.state == CellState.FAILED and broken.counts["failed"] == 1
     assert broken.failures[0]["test"].endswith("test_double")
-    assert "tensorshim supports torch < 2.14" in broken.log_file.read().decode()
+    assert "tensorshim supports torch < 2.14" in cell_log_bytes(cell=broken).decode()
     assert broken.environment["torch"].startswith("2.14.1")
     assert {ok.runner_name, broken.runner_name} == {"agent-1"}
     assert CellResult.objects.filter(cell__run=run).count() == 2

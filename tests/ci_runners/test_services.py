@@ -21,6 +21,7 @@ from ci_runners.models import (
     ProjectTestConfig,
     TorchTarget,
 )
+from ci_runners.selectors import cell_log_bytes
 from ci_runners.states import CellState, InvalidTransition
 from tests.ci_runners.factories import TorchTargetFactory
 from tests.fakes.http import FakeHTTPServer, Reply
@@ -164,7 +165,7 @@ def test_recording_the_same_result_twice_gives_one_result(
     assert CellResult.objects.filter(cell=cell).count() == 1
     cell.refresh_from_db()
     assert cell.state == CellState.PASSED and cell.counts["passed"] == 3
-    assert cell.log_file.read() == b"full log\n"
+    assert cell_log_bytes(cell=cell) == b"full log\n"
     project.refresh_from_db()
     assert project.works_with == ["2.13.0"] and project.breaks_with == []
     # The database itself refuses a second row for the same attempt.

@@ -7,6 +7,7 @@ from celery import Celery
 from ci_runners import tasks
 from ci_runners.agent.contracts import ProgressMessage, Result, ResultMessage
 from ci_runners.models import CompatRun
+from ci_runners.selectors import cell_log_bytes
 from ci_runners.services import compat_run_request
 from ci_runners.states import CellState
 from config import celery as config_celery
@@ -35,7 +36,7 @@ def test_progress_and_result_messages_are_recorded_even_with_a_newer_agents_fiel
 
     cell.refresh_from_db()
     assert (cell.state, cell.exit_code, cell.runner_name) == (CellState.FAILED, 1, "r#1")
-    assert cell.log_file.read() == b"the full log"
+    assert cell_log_bytes(cell=cell) == b"the full log"
 
 
 def test_the_results_worker_keeps_its_unacknowledged_messages_apart_and_briefly(settings):
