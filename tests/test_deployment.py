@@ -56,3 +56,62 @@ def test_ci_runs_make_test_only():
         if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
     assert commands == ["exec make test"]
+
+
+OUR_IMAGE_SERVICES = ["migrate", "web", "worker", "results", "beat", "runner"]
+# What each health check may call: our image has Python and what requirements.txt installs
+# (celery); the official images bring their own tools.
+HEALTH_COMMANDS = {"postgres": {"pg_isready"}, "redis": {"redis-cli"}}
+
+
+def _health_command(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    words = test[1].split() if test[0] == "CMD-SHELL" else test[1:]
+    return words[0]
+
+
+def test_compose_health_checks_use_only_commands_their_image_has():
+    services = compose()["services"]
+    for name, service in services.items():
+        if "healthcheck" not in service:
+            continue
+        allowed = HEALTH_COMMANDS.get(name, {"python", "celery"})
+        assert _health_command(service) in allowed, name
+
+
+def test_compose_puts_a_tls_proxy_in_front_and_trusts_only_it():
+    config = compose()
+    services = config["services"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert sorted(proxy["ports"]) == ["443:443", "80:80"]
+    caddyfile = next(
+        v.split(":")[0] for v in proxy["volumes"] if v.endswith("/etc/caddy/Caddyfile:ro")
+    )
+    assert "reverse_proxy web:8000" in (ROOT / caddyfile).read_text()
+    assert "ports" not in services["web"]  # reachable through the proxy only
+    address = proxy["networks"]["default"]["ipv4_address"]
+    assert services["web"]["environment"]["FORWARDED_ALLOW_IPS"] == address
+
+
+def test_compose_starts_the_app_after_its_migrations_with_shared_logs_and_email():
+    config = compose()
+    services = config["services"]
+    for name in ["web", "worker", "results", "beat"]:
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }, name
+    # Cell logs are written by the results worker and served by the web.
+    for name in ["web", "results"]:
+        assert "media:/app/var/media" in services[name]["volumes"], name
+    env = services["web"]["environment"]
+    for setting in ["EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"]:
+        assert setting in env, setting
+    declared = set(config["volumes"])
+    used = {
+        volume.split(":")[0]
+        for service in services.values()
+        for volume in service.get("volumes", [])
+        if not volume.startswith((".", "/"))
+    }
+    assert used <= declared
