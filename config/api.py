@@ -48,7 +48,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 class PasswordAuthentication(BasicAuthentication):
-    """Username and password, from HTTP Basic or a JSON body `{"username", "password"}`,
+    """Username (or email) and password, from HTTP Basic or a JSON body `{"username" or
+    "email", "password"}`,
     checked behind the login throttle (config/login_throttle.py): a refused attempt is a 429
     with Retry-After before any password is hashed. Credentials PostgreSQL cannot compare (a
     NUL byte) are a 401."""
@@ -87,7 +88,7 @@ def _json_credentials(request) -> tuple[str, str] | None:
     data = request.data
     if not isinstance(data, dict):
         return None
-    username, password = data.get("username"), data.get("password")
+    username, password = data.get("username", data.get("email")), data.get("password")
     if isinstance(username, str) and isinstance(password, str):
         return username, password
     return None
@@ -103,6 +104,7 @@ class PasswordScheme(BasicScheme):
         name="TokenLoginRequest",
         fields={
             "username": serializers.CharField(required=False),
+            "email": serializers.EmailField(required=False, help_text="Instead of username."),
             "password": serializers.CharField(required=False),
         },
     ),

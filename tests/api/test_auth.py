@@ -66,3 +66,13 @@ def test_login_with_a_json_body(api):
     assert response.status_code == 200 and response.json()["token"]
     wrong = api.post("/api/v1/auth/login/", {"username": "ada", "password": "x"}, format="json")
     assert wrong.status_code == 401
+
+
+def test_login_with_a_json_body_naming_the_email(api):
+    UserFactory(username="grace", email="grace@example.org", password=PASSWORD)
+
+    response = api.post(
+        "/api/v1/auth/login/", {"email": "grace@example.org", "password": PASSWORD}, format="json"
+    )
+
+    assert response.status_code == 200 and response.json()["token"]
