@@ -38,9 +38,11 @@ def runner_queue(capability: str) -> str:
 CELL_TASK_ID_PREFIX = "compat-cell-"
 
 
-def cell_task_id(*, cell_id: int, attempt: int) -> str:
-    """The Celery task id of one attempt of a cell (revoke uses it)."""
-    return f"{CELL_TASK_ID_PREFIX}{cell_id}-{attempt}"
+def cell_task_id(*, cell_id: int, token: str, attempt: int) -> str:
+    """The Celery task id of one attempt of a cell (revoke uses it). It carries the cell's
+    token: a worker that outlived a database reset must not take a new cell for an old one it
+    remembers as revoked."""
+    return f"{CELL_TASK_ID_PREFIX}{cell_id}-{token.replace('-', '')}-{attempt}"
 
 
 # --- broker Redis keys ------------------------------------------------------------------------

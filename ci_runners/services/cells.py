@@ -151,7 +151,7 @@ def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
     agents are told that the later attempt is not wanted (its message revoked)."""
     later_task_id = cell.task_id
     cell.attempt = attempt
-    cell.task_id = contracts.cell_task_id(cell_id=cell.pk, attempt=attempt)
+    cell.task_id = contracts.cell_task_id(cell_id=cell.pk, token=str(cell.token), attempt=attempt)
     cell.save(update_fields=["attempt", "task_id"])
     keyed = [(cell.pk, str(cell.token))]
 

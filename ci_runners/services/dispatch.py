@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from django.conf import settings
 from django.db import transaction
 from django.db.models import CharField, Count, F, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Concat, Replace
 from django.utils import timezone
 
 from ci_runners import broker
@@ -165,6 +165,8 @@ def _mark_dispatched(cell_ids: list[int]) -> None:
             task_id=Concat(
                 Value(contracts.CELL_TASK_ID_PREFIX),
                 Cast(F("id"), CharField()),
+                Value("-"),
+                Replace(Cast(F("token"), CharField()), Value("-"), Value("")),
                 Value("-"),
                 Cast(F("attempt"), CharField()),
                 output_field=CharField(),

@@ -97,7 +97,9 @@ def reap_stale_cells(*, silent_s: float | None = None, now: datetime | None = No
                     started_at=None,
                     last_seen_at=None,
                     dispatched_at=now,
-                    task_id=contracts.cell_task_id(cell_id=cell.pk, attempt=attempt),
+                    task_id=contracts.cell_task_id(
+                        cell_id=cell.pk, token=str(cell.token), attempt=attempt
+                    ),
                 )
                 requeued.append(cell.pk)
         cells_publish_on_commit(cell_ids=sorted(requeued + resent))

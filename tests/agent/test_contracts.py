@@ -14,6 +14,7 @@ from ci_runners.agent.contracts import (
     Result,
     ResultMessage,
     TestConfig,
+    cell_task_id,
 )
 
 pytestmark = pytest.mark.agent
@@ -113,3 +114,12 @@ def test_messages_round_trip_and_ignore_fields_a_newer_agent_adds():
     assert HeartbeatMessage.from_kwargs(heartbeat.to_kwargs()) == heartbeat
     with pytest.raises(TypeError):
         ProgressMessage.from_kwargs({"cell_id": 1})
+
+
+def test_a_cells_task_id_carries_its_token():
+    token = "5d1c2b9e-0a4f-4a31-9d55-1c0de3f0a7b2"
+
+    task_id = cell_task_id(cell_id=7, token=token, attempt=2)
+
+    assert task_id == "compat-cell-7-5d1c2b9e0a4f4a319d551c0de3f0a7b2-2"
+    assert task_id != cell_task_id(cell_id=7, token=token.replace("5", "6"), attempt=2)

@@ -525,7 +525,7 @@ def test_results_worker_down_longer_than_the_silence_limit_reruns_no_cell(
     wait_for("the run to finish", lambda: run_finished(run), processes)
     for cell in run.cells.all():
         assert (cell.state, cell.attempt) == (CellState.PASSED, 1), cell.error
-        assert f"compat-cell-{cell.pk}-2" not in processes.log("agent-1")
+        assert f"compat-cell-{cell.pk}-{cell.token.hex}-2" not in processes.log("agent-1")
     assert sorted(CellResult.objects.filter(cell__run=run).values_list("attempt", flat=True)) == [
         1,
         1,

@@ -58,7 +58,7 @@ def test_dispatch_sends_one_message_per_cell_to_its_queue_on_commit(
     for message in cpu + gpu:
         job = Job.from_dict(message["kwargs"]["job"])
         cell = cells[job.cell_id]
-        assert message["id"] == cell.task_id == f"compat-cell-{cell.pk}-1"
+        assert message["id"] == cell.task_id == f"compat-cell-{cell.pk}-{cell.token.hex}-1"
         assert job.torch_version == cell.target.version
         assert job.source == "https://github.com/thingorg/torchthing"
         assert job.test_config.pytest_args == ["-x"] and job.timeout_s == 300
@@ -272,14 +272,14 @@ def test_a_lost_message_is_sent_again_as_the_same_attempt_however_often_it_is_lo
             report = services.reap_stale_cells(now=later)
         assert report == {"requeued": [cell.pk], "errored": []}
         [message] = broker.messages("runner.cpu")
-        assert message["id"] == f"compat-cell-{cell.pk}-1"
+        assert message["id"] == f"compat-cell-{cell.pk}-{cell.token.hex}-1"
         assert Job.from_dict(message["kwargs"]["job"]).attempt == 1
         assert client.get(cell_key(cell_id=cell.pk, token=str(cell.token))) == b"1"
         cell.refresh_from_db()
         assert (cell.state, cell.attempt, cell.task_id) == (
             CellState.QUEUED,
             1,
-            f"compat-cell-{cell.pk}-1",
+            f"compat-cell-{cell.pk}-{cell.token.hex}-1",
         )
 
 
@@ -420,7 +420,7 @@ def test_the_first_result_of_an_attempt_the_reaper_gave_up_on_still_wins(
     cell.refresh_from_db()
     assert first.applied is True
     assert (cell.state, cell.attempt, cell.runner_name) == (CellState.FAILED, 1, "r1")
-    assert cell.task_id == f"compat-cell-{cell.pk}-1"
+    assert cell.task_id == f"compat-cell-{cell.pk}-{cell.token.hex}-1"
     assert client.get(cell_key(cell_id=cell.pk, token=str(cell.token))) == b"cancelled"
     assert agent_check(job=requeued["kwargs"]["job"], broker_url=broker.url)[0] is False
     run.refresh_from_db()
