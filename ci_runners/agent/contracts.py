@@ -100,6 +100,9 @@ class CellState(enum.StrEnum):
     FAILED = "failed"
     ERRORED = "errored"
     TIMED_OUT = "timed_out"
+    # A compatibility fact, not an infrastructure problem: the project's own metadata excludes
+    # this torch, or its dependencies (or its build) cannot be had with it.
+    NOT_INSTALLABLE = "not_installable"
     CANCELLED = "cancelled"
 
     @property
@@ -108,7 +111,13 @@ class CellState(enum.StrEnum):
 
 
 RESULT_STATES = frozenset(
-    {CellState.PASSED, CellState.FAILED, CellState.ERRORED, CellState.TIMED_OUT}
+    {
+        CellState.PASSED,
+        CellState.FAILED,
+        CellState.ERRORED,
+        CellState.TIMED_OUT,
+        CellState.NOT_INSTALLABLE,
+    }
 )
 FINAL_STATES = RESULT_STATES | {CellState.CANCELLED}
 ACTIVE_STATES = frozenset({CellState.QUEUED, CellState.PREPARING, CellState.RUNNING})
@@ -116,14 +125,44 @@ ACTIVE_STATES = frozenset({CellState.QUEUED, CellState.PREPARING, CellState.RUNN
 PROGRESS_PHASES = (CellState.PREPARING.value, CellState.RUNNING.value)
 
 
+class ErrorCode(enum.StrEnum):
+    """Why a cell is `errored` (always infrastructure, never the project's tests)."""
+
+    CHECKOUT_FAILED = "checkout_failed"
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+    SANDBOX_LIMITS_UNAVAILABLE = "sandbox_limits_unavailable"
+    WHEEL_SOURCE_UNREACHABLE = "wheel_source_unreachable"
+    ENV_BUILD_FAILED = "env_build_failed"
+    TORCH_MISMATCH = "torch_mismatch"
+    BAD_RECIPE = "bad_recipe"
+    NO_TESTS = "no_tests"
+    TEST_RUN_BROKEN = "test_run_broken"
+    DISK_QUOTA = "disk_quota"
+    CANCELLED = "cancelled"
+    RUNNER_LOST = "runner_lost"
+    AGENT_ERROR = "agent_error"
+
+
+# The agent CLI's exit status for each result state (documented in the README).
+CLI_EXIT_CODES = {
+    CellState.PASSED: 0,
+    CellState.FAILED: 1,
+    CellState.ERRORED: 3,
+    CellState.TIMED_OUT: 4,
+    CellState.NOT_INSTALLABLE: 5,
+}
+
+
 # --- the job and its result -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
 class TestConfig:
-    """How a project's test suite is run.
+    """A maintainer's or operator's override of the test recipe the agent discovers from the
+    repository (`recipe.py`): set fields win, lists of requirements, pytest args and deselected
+    markers are added, env is merged.
 
-    `extras=None` means: the project's `test` extra when it declares one.
+    `extras=None` / `groups=None` mean: what the recipe discovered.
     `copy_tests` names a folder of the checkout that is copied out of it and run from the copy,
     so that the installed package is imported rather than the source tree.
     """
@@ -137,6 +176,10 @@ class TestConfig:
     env: dict[str, str] = field(default_factory=dict)
     copy_tests: str | None = None
     needs_gpu: bool = False
+    # PEP 735 dependency groups to install; None means: what the recipe discovered.
+    groups: list[str] | None = None
+    # Markers whose tests are deselected (`-m "not gpu and not slow"`), added to the recipe's.
+    deselect: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,6 +207,9 @@ class Job:
     timeout_s: float = 900.0
     find_links: list[str] = field(default_factory=list)
     index_urls: list[str] = field(default_factory=list)
+    # Who may reuse this job's torch.compile/inductor cache: a registry project's key (its
+    # cells share one cache per torch build); None (applicant runs, local runs) = a fresh one.
+    cache_scope: str | None = None
 
     @property
     def torch_requirement(self) -> str:
@@ -217,6 +263,17 @@ class Result:
     energy_j: float | None = None
     log_tail: str = ""
     error: str | None = None
+    # `ErrorCode` of an errored result (and the resolver's/build's reason of not_installable).
+    error_code: str | None = None
+    # Tests pytest collected (None when the run never got that far).
+    tests_collected: int | None = None
+    # Tests that failed only because the sandbox has no network: never counted as breaks.
+    needs_network: list[dict[str, str]] = field(default_factory=list)
+    # The test recipe the job ran (`recipe.Recipe.to_dict()`: with its hash and provenance).
+    recipe: dict[str, Any] = field(default_factory=dict)
+    # `pip freeze`-style exact versions of the environment the tests ran in, and its hash.
+    lock: list[str] = field(default_factory=list)
+    lock_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

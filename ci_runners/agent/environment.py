@@ -47,6 +47,12 @@ class EnvBuildError(Exception):
     """The environment could not be built; an infrastructure error."""
 
 
+class NotInstallable(Exception):
+    """The project cannot be installed with the torch under test: its own metadata excludes it,
+    or its dependencies (or its build) cannot be had with it. A compatibility fact, not an
+    infrastructure error; the message is a one-line reason."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class WheelSources:
     find_links: list[str] = field(default_factory=list)
