@@ -1,5 +1,6 @@
 """Admin for every model of the compatibility runs; approving a detected torch release."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from ci_runners import services
@@ -30,8 +31,24 @@ class TorchTargetAdmin(admin.ModelAdmin):
         self.message_user(request, f"Approved; {cells} cells queued.", messages.SUCCESS)
 
 
+class ProjectTestConfigForm(forms.ModelForm):
+    """The override fields pass the same checks as the project page's form and the API (the
+    admin supplies the model and fields)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        override = {name: cleaned[name] for name in services.OVERRIDE_FIELDS if name in cleaned}
+        try:
+            cleaned.update(services.test_override_clean(override))
+        except services.TestConfigInvalid as invalid:
+            for name, problems in invalid.errors.items():
+                self.add_error(name if name in self.fields else None, problems)
+        return cleaned
+
+
 @admin.register(ProjectTestConfig)
 class ProjectTestConfigAdmin(admin.ModelAdmin):
+    form = ProjectTestConfigForm
     list_display = ("project", "timeout_s", "needs_gpu", "max_concurrent", "source_override")
     search_fields = ("project__name", "project__slug")
     autocomplete_fields = ("project",)
@@ -62,19 +79,53 @@ class CompatRunAdmin(admin.ModelAdmin):
 
 @admin.register(CompatCell)
 class CompatCellAdmin(admin.ModelAdmin):
-    list_display = ("pk", "run", "target", "state", "attempt", "runner_name", "finished_at")
-    list_filter = ("state", "target")
-    search_fields = ("project__name", "project__slug", "runner_name")
+    list_display = (
+        "pk",
+        "run",
+        "target",
+        "state",
+        "error_code",
+        "suite_shrunk",
+        "attempt",
+        "runner_name",
+        "finished_at",
+    )
+    list_filter = ("state", "error_code", "suite_shrunk", "target")
+    search_fields = ("project__name", "project__slug", "runner_name", "recipe_hash")
     raw_id_fields = ("run", "project")
-    # `.state` has one writer (services.cell_transition): read-only here.
-    readonly_fields = ("state", "attempt", "task_id", "dispatched_at", "last_seen_at")
+    # `.state` has one writer (services.cell_transition), and what the runner reported is its
+    # record: read-only here.
+    readonly_fields = (
+        "state",
+        "attempt",
+        "task_id",
+        "dispatched_at",
+        "last_seen_at",
+        "error_code",
+        "tests_collected",
+        "needs_network",
+        "recipe",
+        "recipe_hash",
+        "lock_hash",
+        "suite_shrunk",
+        "suite_shrink",
+    )
 
 
 @admin.register(CellResult)
 class CellResultAdmin(admin.ModelAdmin):
-    list_display = ("cell", "attempt", "state", "runner_name", "applied", "received_at")
-    list_filter = ("state", "applied")
-    search_fields = ("runner_name", "cell__project__name")
+    list_display = (
+        "cell",
+        "attempt",
+        "state",
+        "error_code",
+        "tests_collected",
+        "runner_name",
+        "applied",
+        "received_at",
+    )
+    list_filter = ("state", "error_code", "applied")
+    search_fields = ("runner_name", "cell__project__name", "recipe_hash", "lock_hash")
     raw_id_fields = ("cell",)
 
 

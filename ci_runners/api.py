@@ -1,17 +1,25 @@
-"""Public REST API of the compatibility runs: torch targets, runs and cells (read-only).
+"""Public REST API of the compatibility runs: torch targets, runs and cells (read-only), and
+the staff-only test overrides of projects.
 
 Runs of registry projects are public; runs of an applicant's repository (no project yet) are
 visible to staff only. Assembled under /api/v1/ by `config/api.py`.
 """
 
 from django.db.models import QuerySet
+from django.http import Http404
 from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from ci_runners.models import CompatCell, CompatRun, TorchTarget
+from ci_runners import services
+from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import CELL_STATE_CHOICES
+from registry.models import Project
 
 
 class TorchTargetSerializer(serializers.ModelSerializer):
@@ -45,6 +53,37 @@ class CompatCellSerializer(serializers.ModelSerializer):
     )
     timings = serializers.DictField(read_only=True)
     environment = serializers.DictField(read_only=True)
+    error_code = serializers.CharField(
+        read_only=True,
+        help_text="Why an errored cell errored (an infrastructure code such as `runner_lost` "
+        "or `env_build_failed`); for a not_installable cell, the resolver's or build's reason "
+        "when known; '' otherwise.",
+    )
+    tests_collected = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Tests pytest collected (null: never got there)."
+    )
+    needs_network = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Tests that failed only because the sandbox has no network (never breaks).",
+    )
+    recipe = serializers.DictField(
+        read_only=True,
+        help_text="The test recipe the job ran: install, extras, groups, run {command, cwd, "
+        "testpaths, ...}, env, deselect, needs_gpu, override, provenance [{part, file, line, "
+        "detail}], hash. Empty for agents that do not report it.",
+    )
+    suite_shrunk = serializers.BooleanField(
+        read_only=True,
+        help_text="More than 10 % fewer tests collected than on the project's latest cell on "
+        "another target (a passed cell stays passed).",
+    )
+    suite_shrink = serializers.DictField(
+        read_only=True,
+        allow_null=True,
+        help_text="The figures compared when the suite shrank: collected, reference, "
+        "reference_cell, reference_target.",
+    )
 
     class Meta:
         model = CompatCell
@@ -68,6 +107,14 @@ class CompatCellSerializer(serializers.ModelSerializer):
             "environment",
             "exit_code",
             "error",
+            "error_code",
+            "tests_collected",
+            "needs_network",
+            "suite_shrunk",
+            "suite_shrink",
+            "recipe",
+            "recipe_hash",
+            "lock_hash",
         ]
         read_only_fields = fields
 
@@ -141,10 +188,12 @@ class CompatCellFilter(filters.FilterSet):
     project = filters.CharFilter(field_name="project__slug", help_text="Project slug.")
     state = filters.ChoiceFilter(choices=CELL_STATE_CHOICES)
     version = filters.CharFilter(field_name="target__version", help_text="PyTorch version.")
+    error_code = filters.CharFilter(help_text="Errored cells with this code (e.g. runner_lost).")
+    suite_shrunk = filters.BooleanFilter(help_text="Cells whose suite shrank.")
 
     class Meta:
         model = CompatCell
-        fields = ["run", "project", "state", "version"]
+        fields = ["run", "project", "state", "version", "error_code", "suite_shrunk"]
 
 
 class CompatCellViewSet(viewsets.ReadOnlyModelViewSet):
@@ -159,7 +208,108 @@ class CompatCellViewSet(viewsets.ReadOnlyModelViewSet):
         return CompatCell.objects.visible_to(self.request.user).select_related("target", "project")
 
 
+class TestOverrideSerializer(serializers.Serializer):
+    """A project's test override: what staff set on top of the recipe the runner discovers."""
+
+    __test__ = False
+
+    project = serializers.CharField(read_only=True, help_text="Project slug.")
+    extra_requirements = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="PEP 508 requirements installed with the recipe's (no direct URLs).",
+    )
+    extras = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        allow_null=True,
+        help_text="Extras to install; null = what the recipe discovers.",
+    )
+    groups = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        allow_null=True,
+        help_text="PEP 735 dependency groups to install; null = what the recipe discovers.",
+    )
+    pytest_args = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Added to the recipe's."
+    )
+    test_paths = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Paths inside the repository."
+    )
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="Variables merged with the recipe's (no secrets; PATH, HOME, LD_*, UV_*, "
+        "PIP_* are the runner's).",
+    )
+    deselect = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="pytest markers whose tests are deselected, added to the recipe's.",
+    )
+    copy_tests = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="A folder of the repository run from a copy ('' = none).",
+    )
+
+
+def _override_data(project: Project) -> dict:
+    config = ProjectTestConfig.objects.filter(project=project).first()
+    return {"project": project.slug, **services.test_override_of(config).as_dict()}
+
+
+class ProjectTestOverrideViewSet(viewsets.GenericViewSet):
+    """Staff only: read and change how a project's test suite is run (its override of the
+    recipe the runner discovers). The next run of the project uses it."""
+
+    permission_classes = [IsAuthenticated, IsAdminUser]
+    serializer_class = TestOverrideSerializer
+    queryset = Project.objects.all()
+    lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_object(self) -> Project:
+        project = Project.objects.filter(slug=self.kwargs["slug"]).first()
+        if project is None:
+            raise Http404("No project with this name.")
+        return project
+
+    def retrieve(self, request: Request, slug: str | None = None) -> Response:
+        return Response(TestOverrideSerializer(_override_data(self.get_object())).data)
+
+    @extend_schema(
+        description="Replace the whole override: fields left out go back to their defaults "
+        "(nothing overridden)."
+    )
+    def update(self, request: Request, slug: str | None = None) -> Response:
+        return self._save(request, partial=False)
+
+    @extend_schema(description="Change only the fields given.")
+    def partial_update(self, request: Request, slug: str | None = None) -> Response:
+        return self._save(request, partial=True)
+
+    def _save(self, request: Request, *, partial: bool) -> Response:
+        project = self.get_object()
+        body = TestOverrideSerializer(data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        if not partial:
+            changes = {**services.TestOverride().as_dict(), **changes}
+        try:
+            services.project_test_config_update(
+                project=project, actor=request.user, changes=changes
+            )
+        except services.TestConfigInvalid as invalid:
+            raise ValidationError(invalid.errors) from None
+        return Response(TestOverrideSerializer(_override_data(project)).data)
+
+
 def register(router) -> None:
     router.register("torch-targets", TorchTargetViewSet, basename="torch-target")
     router.register("runs", CompatRunViewSet, basename="compat-run")
     router.register("cells", CompatCellViewSet, basename="compat-cell")
+    router.register("test-overrides", ProjectTestOverrideViewSet, basename="test-override")

@@ -14,6 +14,9 @@ from ci_runners.states import CELL_STATE_CHOICES, CellState
 
 MAX_ATTEMPTS = 3
 MAX_CELL_TIMEOUT_S = 4 * 3600
+# A cell collecting this much fewer tests than the project's latest cell on another target is
+# flagged `suite_shrunk` (a suite that silently lost a module still "passes").
+SUITE_SHRINK_RATIO = 0.10
 
 
 class TorchTarget(models.Model):
@@ -66,7 +69,9 @@ class TorchTarget(models.Model):
 
 
 class ProjectTestConfig(models.Model):
-    """How a registry project's test suite is run (edited by staff in the admin)."""
+    """How a registry project's test suite is run: staff's override of the recipe the agent
+    discovers (`contracts.TestConfig`), and the run's limits. Written through
+    `services.project_test_config_update` (or the admin)."""
 
     project = models.OneToOneField(
         "registry.Project", on_delete=models.CASCADE, related_name="test_config"
@@ -79,6 +84,14 @@ class ProjectTestConfig(models.Model):
     test_paths = models.JSONField(default=list, blank=True)
     env = models.JSONField(default=dict, blank=True, help_text="Non-secret variables only.")
     copy_tests = models.CharField(max_length=200, blank=True)
+    groups = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="PEP 735 dependency groups to install; empty = what the recipe discovered.",
+    )
+    deselect = models.JSONField(
+        default=list, blank=True, help_text="Markers whose tests are deselected (`not <marker>`)."
+    )
     needs_gpu = models.BooleanField(default=False)
     timeout_s = models.PositiveIntegerField(default=900)
     source_override = models.CharField(
@@ -212,6 +225,26 @@ class CompatCell(models.Model):
     energy_j = models.FloatField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # `contracts.ErrorCode` of an errored cell (infrastructure); for a not_installable cell, the
+    # resolver's or build's reason code when the agent gives one.
+    error_code = models.CharField(max_length=40, blank=True)
+    tests_collected = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tests pytest collected; empty when it never got there."
+    )
+    needs_network = models.JSONField(
+        default=list, blank=True, help_text="Tests that failed only for lack of network."
+    )
+    recipe = models.JSONField(default=dict, blank=True, help_text="The test recipe the job ran.")
+    recipe_hash = models.CharField(max_length=80, blank=True, db_index=True)
+    lock_hash = models.CharField(max_length=80, blank=True)
+    # Fewer tests collected than on another target of the project (more than SUITE_SHRINK_RATIO
+    # fewer): a passed cell stays passed, flagged. `suite_shrink` holds the figures compared.
+    suite_shrunk = models.BooleanField(default=False)
+    suite_shrink = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="{collected, reference, reference_cell, reference_target} when it shrank.",
+    )
     log_tail = models.TextField(blank=True)
     log_file = models.FileField(upload_to="compat-logs/%Y/%m/", blank=True)
 
@@ -257,7 +290,15 @@ class CellResult(models.Model):
     attempt = models.PositiveSmallIntegerField()
     runner_name = models.CharField(max_length=200, blank=True)
     state = models.CharField(max_length=16)
+    # The result as reported, less `lock` (kept in its own field below).
     payload = models.JSONField(default=dict)
+    error_code = models.CharField(max_length=40, blank=True)
+    tests_collected = models.PositiveIntegerField(null=True, blank=True)
+    recipe_hash = models.CharField(max_length=80, blank=True, db_index=True)
+    lock = models.JSONField(
+        default=list, blank=True, help_text="Exact versions of the environment the tests ran in."
+    )
+    lock_hash = models.CharField(max_length=80, blank=True)
     applied = models.BooleanField(
         default=True, help_text="False when the attempt was already superseded or cancelled."
     )

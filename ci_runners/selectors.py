@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, RunnerHost, TorchTarget
-from ci_runners.states import ACTIVE_STATES, CELL_STATE_VALUES, CellState
+from ci_runners.states import ACTIVE_STATES, CELL_STATE_VALUES, RESULT_STATES, CellState
 from registry.models import Category, Project
 from registry.selectors import user_maintains
 
@@ -65,6 +65,20 @@ def project_matrix(*, project: Project) -> list[MatrixRow]:
 
 def project_latest_run(*, project: Project) -> CompatRun | None:
     return CompatRun.objects.filter(project=project).order_by("-created_at", "-pk").first()
+
+
+def project_latest_recipe_cell(*, project: Project) -> CompatCell | None:
+    """The project's latest finished cell that reported its test recipe (older agents and
+    cells that never got to the recipe report none), for "how we test this project"."""
+    return (
+        CompatCell.objects.filter(
+            project=project, state__in=RESULT_STATES, finished_at__isnull=False
+        )
+        .exclude(recipe={})
+        .select_related("target")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
 
 
 def run_has_active_cells(*, run: CompatRun | None) -> bool:

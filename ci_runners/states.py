@@ -8,11 +8,30 @@ from ci_runners.agent.contracts import ACTIVE_STATES, FINAL_STATES, RESULT_STATE
 
 __all__ = [
     "ACTIVE_STATES", "CELL_STATE_CHOICES", "CELL_STATE_VALUES", "FINAL_STATES", "RESULT_STATES",
-    "TRANSITIONS", "CellState", "InvalidTransition", "check_transition",
+    "STATE_MEANINGS", "TRANSITIONS", "CellState", "InvalidTransition", "check_transition",
 ]  # fmt: skip
 
 CELL_STATE_CHOICES = [(state.value, state.label) for state in CellState]
 CELL_STATE_VALUES = frozenset(state.value for state in CellState)
+
+# What each state says of the project on that PyTorch build (the matrix's legend).
+STATE_MEANINGS: dict[str, str] = {
+    CellState.PASSED: "The test suite passed: it works with this PyTorch.",
+    CellState.FAILED: "Tests failed, or a test module could not be imported: it breaks.",
+    CellState.TIMED_OUT: "The suite ran past its time limit: counted as breaking.",
+    CellState.NOT_INSTALLABLE: (
+        "The project cannot be installed with this PyTorch (its own metadata or its "
+        "dependencies exclude it): it does not work with it. Not an infrastructure problem."
+    ),
+    CellState.ERRORED: (
+        "Our infrastructure could not run it (the error code says why): it says nothing "
+        "about the project."
+    ),
+    CellState.CANCELLED: "Cancelled before it finished.",
+    CellState.QUEUED: "Waiting for a runner.",
+    CellState.PREPARING: "A runner is checking out the project and building its environment.",
+    CellState.RUNNING: "The tests are running.",
+}
 
 # A result may arrive before any progress report (progress messages are best effort), so every
 # non-final state may end directly. Re-queueing (a lost runner) goes back to `queued` with a new

@@ -12,5 +12,6 @@ urlpatterns = [
     path("cells/<int:cell_id>/log.txt", views.cell_log, name="cell_log"),
     path("projects/<slug:slug>/matrix/", views.project_matrix, name="project_matrix"),
     path("projects/<slug:slug>/run/", views.project_run_now, name="project_run_now"),
+    path("projects/<slug:slug>/testing/", views.project_testing, name="project_testing"),
     path("<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
 ]

@@ -11,7 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ci_runners import selectors, services
-from ci_runners.models import CompatCell, CompatRun, TorchTarget
+from ci_runners.forms import TestOverrideForm
+from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import CELL_STATE_CHOICES, CELL_STATE_VALUES
 from registry.models import Project
 
@@ -37,6 +38,50 @@ def project_matrix(request: HttpRequest, slug: str, notice: str = "") -> HttpRes
         "can_manage": selectors.user_can_manage_runs(user=request.user, project=project),
     }
     return render(request, "ci_runners/_project_matrix.html", context)
+
+
+def project_testing(request: HttpRequest, slug: str) -> HttpResponse:
+    """ "How we test this project": the recipe its latest finished cell ran, the override set
+    now, and (staff only) the form that edits the override. A fragment of the project page."""
+    project = _project(slug)
+    is_staff = bool(getattr(request.user, "is_staff", False))
+    config = ProjectTestConfig.objects.filter(project=project).first()
+    override = services.test_override_of(config)
+    form, notice, status = None, "", 200
+    if request.method == "POST":
+        if not is_staff:
+            raise PermissionDenied("Only staff can change how a project is tested.")
+        form = TestOverrideForm(request.POST)
+        if form.is_valid():
+            try:
+                config = services.project_test_config_update(
+                    project=project, actor=request.user, changes=form.changes()
+                )
+            except services.TestConfigInvalid as invalid:
+                form.add_service_errors(invalid.errors)
+            else:
+                override, form = services.test_override_of(config), None
+                notice = "Override saved: the next run uses it."
+                if not request.htmx:
+                    messages.success(request, notice)
+                    return redirect(f"{project.get_absolute_url()}#testing")
+        if form is not None:
+            status = 200 if request.htmx else 400  # htmx swaps only 2xx answers
+    elif request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
+    context = {
+        "project": project,
+        "cell": selectors.project_latest_recipe_cell(project=project),
+        "override": override,
+        "is_staff": is_staff,
+        "form": form or (TestOverrideForm.for_override(override) if is_staff else None),
+        "form_open": form is not None,
+        "notice": notice,
+    }
+    template = "ci_runners/_project_testing.html"
+    if request.method == "POST" and not request.htmx:
+        template = "ci_runners/project_testing.html"
+    return render(request, template, context, status=status)
 
 
 @require_POST

@@ -37,6 +37,7 @@ class ProjectAdmin(admin.ModelAdmin):
         "github_checked_at",
         "works_with",
         "breaks_with",
+        "not_installable_with",
         "review_state",
     )
     inlines = [RepoSnapshotInline]

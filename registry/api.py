@@ -93,6 +93,12 @@ class ProjectSerializer(serializers.ModelSerializer):
     breaks_with = serializers.ListField(
         child=serializers.CharField(), help_text="PyTorch versions whose latest run failed."
     )
+    not_installable_with = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="PyTorch versions the project cannot be installed with (its own metadata or "
+        "its dependencies exclude them): it does not work with them. Versions whose run hit an "
+        "infrastructure error are in none of these lists.",
+    )
     maintainers = serializers.ListField(child=serializers.CharField(), help_text="GitHub handles.")
     health = serializers.SerializerMethodField(help_text="Latest GitHub figures (null: none).")
     badges = serializers.SerializerMethodField()
@@ -117,6 +123,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "next_review_due",
             "works_with",
             "breaks_with",
+            "not_installable_with",
             "review_state",
             "health",
             "badges",

@@ -91,17 +91,26 @@ def _redis():
 def project_summary(*, slug: str) -> badges.ProjectSummary | None:
     row = (
         Project.objects.filter(slug=slug)
-        .values_list("kind", "status", "works_with", "breaks_with", "review_state", "accepted_on")
+        .values_list(
+            "kind",
+            "status",
+            "works_with",
+            "breaks_with",
+            "not_installable_with",
+            "review_state",
+            "accepted_on",
+        )
         .first()
     )
     if row is None:
         return None
-    kind, status, works_with, breaks_with, review_state, accepted_on = row
+    kind, status, works_with, breaks_with, not_installable_with, review_state, accepted_on = row
     return badges.ProjectSummary(
         kind=kind,
         status=status,
         works_with=tuple(str(v) for v in works_with or ()),
         breaks_with=tuple(str(v) for v in breaks_with or ()),
+        not_installable_with=tuple(str(v) for v in not_installable_with or ()),
         review_state=review_state or "",
         accepted_on=accepted_on.isoformat() if accepted_on else "",
     )

@@ -90,6 +90,7 @@ class ProjectSummary:
     status: str
     works_with: tuple[str, ...] = ()
     breaks_with: tuple[str, ...] = ()
+    not_installable_with: tuple[str, ...] = ()
     review_state: str = ""
     accepted_on: str = ""  # ISO date; a hosted project's review badge shows it
 
@@ -215,6 +216,26 @@ def version_sort_key(version: str) -> tuple:
     return tuple(int(part) for part in _VERSION_PART.findall(version)) or (0,), version
 
 
+def _compat_badge(label: str, summary: ProjectSummary) -> Badge:
+    """Passing versions; then failing ones (red) and ones the project cannot be installed with
+    (orange: a compatibility fact, not an error of ours). Errored cells are in no list."""
+    passing = sorted(set(summary.works_with), key=version_sort_key)
+    failing = sorted(set(summary.breaks_with), key=version_sort_key)
+    not_installable = sorted(set(summary.not_installable_with), key=version_sort_key)
+    parts = [" | ".join(passing)] if passing else []
+    if failing:
+        parts.append("fails " + ", ".join(failing))
+    if not_installable:
+        parts.append("not installable " + ", ".join(not_installable))
+    if failing:
+        return Badge(label, ", ".join(parts), "red")
+    if not_installable:
+        return Badge(label, ", ".join(parts), "orange")
+    if passing:
+        return Badge(label, " | ".join(passing), "brightgreen")
+    return Badge(label, "untested", "lightgrey")
+
+
 def badge_for(kind: str, summary: ProjectSummary | None) -> Badge:
     """What the `kind` badge of a project says; `None` is a project we do not know."""
     label = {"ecosystem": "pytorch ecosystem", "compat": "pytorch", "review": "tac review"}[kind]
@@ -227,15 +248,7 @@ def badge_for(kind: str, summary: ProjectSummary | None) -> Badge:
             return Badge(label, "hosted", "blue")
         return Badge(label, "active", "brightgreen")
     if kind == "compat":
-        passing = sorted(set(summary.works_with), key=version_sort_key)
-        failing = sorted(set(summary.breaks_with), key=version_sort_key)
-        if failing:
-            parts = [" | ".join(passing)] if passing else []
-            parts.append("fails " + ", ".join(failing))
-            return Badge(label, ", ".join(parts), "red")
-        if passing:
-            return Badge(label, " | ".join(passing), "brightgreen")
-        return Badge(label, "untested", "lightgrey")
+        return _compat_badge(label, summary)
     state = summary.review_state
     if not state and summary.kind == "hosted":
         # Hosted projects are accepted by the foundation, not through a TAC review.

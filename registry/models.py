@@ -136,6 +136,13 @@ class Project(models.Model):
     breaks_with = models.JSONField(
         default=list, blank=True, help_text="PyTorch versions whose latest cell failed."
     )
+    # Not an infrastructure problem: the project's own metadata (or its dependencies) exclude
+    # that torch, so it does not work with it. Errored cells are in none of these lists.
+    not_installable_with = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="PyTorch versions the project's latest cell could not be installed with.",
+    )
     review_state = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -62,8 +62,9 @@ def latest_torch_version() -> str:
     """The newest PyTorch version in any project's compatibility summary (one query)."""
     passing = Project.objects.annotate(version=_JSONArrayElementsText(F("works_with")))
     failing = Project.objects.annotate(version=_JSONArrayElementsText(F("breaks_with")))
+    excluded = Project.objects.annotate(version=_JSONArrayElementsText(F("not_installable_with")))
     versions = passing.values_list("version", flat=True).union(
-        failing.values_list("version", flat=True)
+        failing.values_list("version", flat=True), excluded.values_list("version", flat=True)
     )
     return max(versions, key=version_sort_key, default="")
 
@@ -117,8 +118,12 @@ def landscape(*, filters: LandscapeFilters, page_number: Any = 1) -> Landscape:
 def _landscape_projects(*, filters: LandscapeFilters, latest_torch: str) -> ProjectQuerySet:
     projects = Project.objects.listed(status=filters.status, kind=filters.kind)
     if filters.breaks_latest:
+        # Not installable with it is not working with it too (errored cells say nothing).
         projects = (
-            projects.filter(breaks_with__contains=[latest_torch])
+            projects.filter(
+                Q(breaks_with__contains=[latest_torch])
+                | Q(not_installable_with__contains=[latest_torch])
+            )
             if latest_torch
             else projects.none()
         )

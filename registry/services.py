@@ -18,14 +18,25 @@ REVIEW_INTERVAL = timedelta(days=182)
 
 
 def project_set_compat_summary(
-    *, project: Project, works_with: list[str], breaks_with: list[str]
+    *,
+    project: Project,
+    works_with: list[str],
+    breaks_with: list[str],
+    not_installable_with: list[str] | None = None,
 ) -> None:
-    """Record the PyTorch versions whose latest compatibility cell passed / failed."""
+    """Record the PyTorch versions whose latest compatibility cell passed / failed / could not
+    be installed (a compatibility fact: the project does not work with that torch)."""
     works_with, breaks_with = sorted(set(works_with)), sorted(set(breaks_with))
-    if project.works_with == works_with and project.breaks_with == breaks_with:
+    not_installable = sorted(set(not_installable_with or ()))
+    if (
+        project.works_with == works_with
+        and project.breaks_with == breaks_with
+        and project.not_installable_with == not_installable
+    ):
         return
     project.works_with, project.breaks_with = works_with, breaks_with
-    project.save(update_fields=["works_with", "breaks_with", "updated_at"])
+    project.not_installable_with = not_installable
+    project.save(update_fields=["works_with", "breaks_with", "not_installable_with", "updated_at"])
     project_public_summary_changed(project=project)
 
 

@@ -197,10 +197,19 @@ def pypi_measurement(package: str) -> Measurement:
 # --- compatibility runs -----------------------------------------------------------------------
 
 FAILING_CELL_STATES = {"failed", "timed_out"}
+# The project's own metadata (or its dependencies) exclude that torch: a compatibility fact that
+# counts against PyTorch support, as a failure does. Errored cells (infrastructure) count
+# neither way: they make the outcome unknown.
+NOT_INSTALLABLE_CELL_STATES = {"not_installable"}
+JUDGED_CELL_STATES = FAILING_CELL_STATES | NOT_INSTALLABLE_CELL_STATES | {"passed"}
 
 
 def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
-    """Criteria 1 and 8 from the final cells of a run (CompatCell rows with their target)."""
+    """Criteria 1 and 8 from the final cells of a run (CompatCell rows with their target).
+
+    The run's targets are the current PyTorch releases (`latest_two_minor_targets`): a failing
+    or not-installable cell on any of them means the project does not support current PyTorch.
+    """
     at = timezone.now()
     cells = list(cells)
     if not cells:
@@ -210,18 +219,22 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
             Measurement(8, UNKNOWN, reason, run_url, at, FAILED),
         ]
     versions = sorted({cell.target.version for cell in cells})
-    failing = sorted({c.target.label for c in cells if c.state in FAILING_CELL_STATES})
-    errored = sorted(
-        {c.target.label for c in cells if c.state not in FAILING_CELL_STATES | {"passed"}}
-    )
+    failing = _labels(cells, FAILING_CELL_STATES)
+    not_installable = _labels(cells, NOT_INSTALLABLE_CELL_STATES)
+    errored = sorted({c.target.label for c in cells if c.state not in JUDGED_CELL_STATES})
     tests_passed = sum(int((cell.counts or {}).get("passed", 0) or 0) for cell in cells)
     tests_failed = sum(
         int((cell.counts or {}).get("failed", 0) or 0)
         + int((cell.counts or {}).get("errors", 0) or 0)
         for cell in cells
     )
+    against = []
     if failing:
-        value = f"fails on PyTorch {', '.join(failing)}"
+        against.append(f"fails on PyTorch {', '.join(failing)}")
+    if not_installable:
+        against.append(f"cannot be installed with PyTorch {', '.join(not_installable)}")
+    if against:
+        value = "; ".join(against)
         outcome = UNMET
     elif errored:
         value = f"could not run on {', '.join(errored)} (infrastructure error)"
@@ -230,7 +243,7 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
         value = f"passes on PyTorch {', '.join(versions)}"
         outcome = MET
     tests = f"{value}; {tests_passed} tests passed, {tests_failed} failed"
-    check = FAILED if errored and not failing else MEASURED  # infrastructure, not the project
+    check = FAILED if errored and not against else MEASURED  # infrastructure, not the project
     if outcome == MET and tests_passed == 0:
         return [
             Measurement(1, MET, value, run_url, at),
@@ -240,6 +253,10 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
         Measurement(1, outcome, value, run_url, at, check),
         Measurement(8, outcome, tests, run_url, at, check),
     ]
+
+
+def _labels(cells, states: set[str]) -> list[str]:
+    return sorted({cell.target.label for cell in cells if cell.state in states})
 
 
 def latest_two_minor_targets():

@@ -18,6 +18,9 @@ PY
 }
 
 if ! redis_answers "$REDIS_URL"; then
+  # On a bare Debian/Ubuntu machine (as root) install it the way `make test` installs its
+  # system packages; elsewhere system_deps.sh says what to install.
+  command -v redis-server >/dev/null 2>&1 || bash scripts/system_deps.sh redis-server || true
   if command -v redis-server >/dev/null 2>&1; then
     port=6399
     echo "No Redis answers at $REDIS_URL: starting a private redis-server on 127.0.0.1:$port (var/redis)."

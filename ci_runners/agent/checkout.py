@@ -12,6 +12,7 @@ from ci_runners.agent.process import run_tool
 GIT = "git"
 CLONE_TIMEOUT_S = 600
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
+_FULL_SHA = re.compile(r"^[0-9a-fA-F]{40}$")
 
 
 class CheckoutError(Exception):
@@ -50,8 +51,34 @@ def _source_url(source: str) -> str:
     return path.resolve().as_uri()
 
 
+def _fetch_commit(*, url: str, ref: str, destination: Path) -> None:
+    """Check out the commit a SHA names: a full SHA is fetched alone; an abbreviated one (which
+    no server resolves) is looked up in the history of all branches and tags, fetched without
+    file contents where the server allows (`--filter=blob:none`)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    _git("init", "--quiet", str(destination))
+    _git("remote", "add", "origin", url, cwd=destination)
+    if _FULL_SHA.match(ref):
+        try:
+            _git("fetch", "--quiet", "--depth", "1", "origin", ref, cwd=destination)
+            _git("checkout", "--quiet", "FETCH_HEAD", cwd=destination)
+            return
+        except CheckoutError:
+            pass  # a server that refuses a bare SHA: look for it in the history
+    refspecs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
+    _git("fetch", "--quiet", "--filter=blob:none", "origin", *refspecs, cwd=destination)
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=destination)
+    except CheckoutError as exc:
+        raise CheckoutError(
+            f"ref not found: {ref} (no branch, tag or commit of that name)"
+        ) from exc
+    _git("checkout", "--quiet", commit, cwd=destination)
+
+
 def checkout_source(*, source: str, ref: str | None, destination: Path) -> Checkout:
-    """Clone `source` at `ref` (None: default branch HEAD) into `destination`."""
+    """Clone `source` at `ref` into `destination`: a branch, a tag, or a commit by its full or
+    abbreviated (7+ hex digits) SHA; None: the default branch's HEAD."""
     try:
         url = _source_url(source)
         clone = ["clone", "--quiet", "--depth", "1", "--no-tags"]
@@ -60,12 +87,8 @@ def checkout_source(*, source: str, ref: str | None, destination: Path) -> Check
         except CheckoutError:
             if not ref or not _SHA.match(ref):
                 raise
-            # A commit SHA is not a branch: init and fetch that commit alone.
-            destination.mkdir(parents=True, exist_ok=True)
-            _git("init", "--quiet", str(destination))
-            _git("remote", "add", "origin", url, cwd=destination)
-            _git("fetch", "--quiet", "--depth", "1", "origin", ref, cwd=destination)
-            _git("checkout", "--quiet", "FETCH_HEAD", cwd=destination)
+            # A commit SHA is not a branch (git removed what its failed clone made).
+            _fetch_commit(url=url, ref=ref, destination=destination)
         commit = _git("rev-parse", "HEAD", cwd=destination)
     except (CheckoutError, OSError) as exc:
         raise CheckoutError(f"clone failed: {exc}") from exc

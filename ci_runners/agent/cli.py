@@ -1,4 +1,8 @@
-"""Command line: `python -m ci_runners.agent run --source SRC --torch VERSION --json`."""
+"""Command line: `python -m ci_runners.agent run --source SRC --torch VERSION --json`.
+
+`run` exits with its result state's status (`contracts.CLI_EXIT_CODES`: 0 passed, 1 failed,
+3 errored, 4 timed_out, 5 not_installable); argparse's usage errors exit 2.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ci_runners.agent.contracts import Job, TestConfig
+from ci_runners.agent.contracts import CLI_EXIT_CODES, CellState, Job, TestConfig
 from ci_runners.agent.runner import run_job
 from ci_runners.agent.workspace import default_work_root
 
@@ -77,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 with a message on bad input
+def _run_command(args: argparse.Namespace) -> int:
+    """`run`: one job, its result printed; the exit status says its state."""
     job = Job(
         source=args.source,
         ref=args.ref,
@@ -104,4 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{data['state']} ({counts})")
         if data["error"]:
             print(f"error: {data['error']}", file=sys.stderr)
-    return 0
+    return CLI_EXIT_CODES.get(CellState(result.state), CLI_EXIT_CODES[CellState.ERRORED])
+
+
+COMMANDS = {"run": _run_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 with a message on bad input
+    return COMMANDS[args.command](args)

@@ -1,10 +1,22 @@
-"""Per-job virtual environments built with uv from a shared cache.
+"""Per-job virtual environments built with uv, in cached layers keyed by what resolved.
 
-A *base environment* (python, torch build, pytest and the project's declared requirements) is
-built once per cache key, byte-compiled, and kept under the agent's cache dir. Each job gets
-its own venv as a hard-linked copy of the base plus the project itself, so a warm build takes
-about a second. Hard links share inodes with the base and the uv cache: the sandbox must mount
-the job's venv read-only.
+1. The *torch base*: the exact torch build under test and pytest, installed and byte-compiled
+   once per (python, torch build, pytest release): compiling torch costs half a minute.
+2. The job's dependencies are resolved afresh every job (`lock.py`: wheels only, against the
+   job's wheel sources) with torch constrained to exactly the base's build and its companions
+   to their paired releases (`companions.py`), giving a lock of exact versions. So a new
+   release of an unpinned dependency is picked up by the next job, and recorded.
+3. The *environment of that lock*, cached under its hash: a hard-linked copy of the torch base
+   synced to exactly the lock, only what is new byte-compiled.
+4. The job's venv: a hard-linked copy of that environment, and the project's wheel installed
+   `--no-deps` on top (its dependencies are in the lock). A warm job takes about a second.
+
+Hard links share inodes with the cached layers and the uv cache: the sandbox must mount the
+job's venv read-only. What is installed is read back from the venv and reported as its lock.
+
+The torch that runs is the torch requested: nothing may replace or add one. When the project
+cannot be had with it (its metadata excludes it, or no set of dependencies fits it) the build
+raises `NotInstallable`, a compatibility fact; anything else is an `EnvBuildError`.
 
 Nothing here runs a project's code: dependencies come from binary wheels only (`--no-build`),
 and the project itself is built into a wheel inside the sandbox (`build.py`) before its wheel
@@ -14,6 +26,7 @@ is installed here.
 from __future__ import annotations
 
 import configparser
+import csv
 import fcntl
 import functools
 import hashlib
@@ -24,13 +37,28 @@ import shutil
 import sys
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.markers import default_environment
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 from ci_runners.agent import build as build_module
-from ci_runners.agent.build import BuildError
+from ci_runners.agent import lock as lock_module
+from ci_runners.agent.build import BuildError, BuildStopped
+from ci_runners.agent.companions import (
+    COMPANIONS,
+    companion_constraints,
+    mismatched_companion,
+    no_matching_build,
+)
 from ci_runners.agent.contracts import Job
 from ci_runners.agent.process import run_tool
 
@@ -38,7 +66,8 @@ if TYPE_CHECKING:
     import subprocess  # noqa: S404 - the type of a finished tool run
 
 ENV_BUILD_TIMEOUT_S = 1800
-BASE_LAYOUT_VERSION = "2"
+BASE_LAYOUT_VERSION = "3"
+LOCK_ENV_LAYOUT_VERSION = "1"
 WHEEL_CACHE_LAYOUT_VERSION = "1"
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -79,9 +108,17 @@ class BuiltEnvironment:
     python: Path
     base_prefix: Path
     env_s: float
+    # True: the environment of this lock was cached; only the project was installed.
     cache_hit: bool
     # None: no build system (or not built); True: the project's wheel came from the cache.
     wheel_cache_hit: bool | None = None
+    # Whether the torch base (torch + pytest, byte-compiled) was cached.
+    base_cache_hit: bool | None = None
+    # `name==version` of everything installed (read from the venv), sorted; and its hash.
+    lock: list[str] = field(default_factory=list)
+    lock_hash: str = ""
+    # The exact torch build installed, local tag included (`2.13.0+cpu`).
+    torch_version: str = ""
 
 
 def cache_dir() -> Path:
@@ -201,46 +238,14 @@ def _interpreter(python_version: str) -> str:
     return str(system) if system.exists() else python_version
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProjectMetadata:
-    name: str | None
-    dependencies: list[str]
-    optional: dict[str, list[str]]
-    static_dependencies: bool = False
-
-
-def read_project_metadata(*, project_dir: Path) -> ProjectMetadata:
-    pyproject = project_dir / "pyproject.toml"
+def _declared_extras(project_dir: Path) -> set[str]:
+    """The extras a checkout's pyproject.toml declares statically (none when unreadable)."""
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        data = tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return ProjectMetadata(name=None, dependencies=[], optional={})
-    project = data.get("project") or {}
-    dynamic = set(project.get("dynamic") or [])
-    dependencies = [] if "dependencies" in dynamic else list(project.get("dependencies") or [])
-    optional = project.get("optional-dependencies") or {}
-    return ProjectMetadata(
-        static_dependencies=bool(project)
-        and not dynamic & {"dependencies", "optional-dependencies"},
-        name=project.get("name"),
-        dependencies=[str(item) for item in dependencies],
-        optional={str(k): [str(i) for i in v] for k, v in optional.items()},
-    )
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _requirement_name(requirement: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return match.group(1) if match else requirement
-
-
-def _extras(*, job: Job, metadata: ProjectMetadata) -> list[str]:
-    if job.test_config.extras is not None:
-        return list(job.test_config.extras)
-    return ["test"] if "test" in metadata.optional else []
+        return set()
+    optional = (data.get("project") or {}).get("optional-dependencies") or {}
+    return {str(name) for name in optional} if isinstance(optional, dict) else set()
 
 
 def _python_version_of(python: str, env: dict[str, str]) -> tuple[str, str]:
@@ -275,34 +280,6 @@ def _base_prefix_of(venv: Path) -> Path:
     raise EnvBuildError(f"env build failed: no home in {venv / 'pyvenv.cfg'}")
 
 
-def _build_base(
-    *, base: Path, interpreter: str, requirements: list[str], sources: WheelSources, env: dict
-) -> None:
-    uv = uv_executable()
-    staging = base.with_name(base.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        _run([uv, "venv", "-q", "--relocatable", "-p", interpreter, str(staging)], env=env)
-        python = staging / "bin" / "python"
-        _run(
-            [uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink", "--no-build"]
-            + sources.uv_args()
-            + requirements,
-            env=env,
-        )
-        # Compile once here: the job's venv is read-only, and importing torch without its
-        # bytecode costs 20 s or more per test run.
-        # Best effort: some wheels ship files for newer pythons that do not compile.
-        _run(
-            [str(python), "-m", "compileall", "-q", "-j", "0", str(staging / "lib")],
-            env=env,
-            check=False,
-        )
-        staging.rename(base)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Toolchain:
     """What every step of one environment build uses: uv (its path, version and environment),
@@ -333,90 +310,456 @@ def _toolchain(*, job: Job, cache: Path) -> Toolchain:
     )
 
 
-def _base_requirements(*, job: Job, metadata: ProjectMetadata, extras: list[str]) -> list[str]:
-    """torch, pytest, the project's declared requirements and the job's extra ones."""
-    requirements = [job.torch_requirement, "pytest", *metadata.dependencies]
-    for extra in extras:
-        requirements += metadata.optional.get(extra, [])
-    requirements += list(job.test_config.extra_requirements)
-    if metadata.name:
-        # An extra may name the project itself ("proj[other]"): that comes with the project.
-        own = _normalize(metadata.name)
-        requirements = [r for r in requirements if _normalize(_requirement_name(r)) != own]
-    return requirements
+def _stop_if_asked(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise BuildStopped("environment build stopped on request")
 
 
-def _link_base(
-    *, job: Job, tools: Toolchain, requirements: list[str], cache: Path, venv: Path
-) -> bool:
-    """Hard-link `venv` from the base environment of its cache key, built first if missing.
+def _site_packages(venv: Path) -> Path:
+    found = sorted(venv.glob("lib/python*/site-packages"))
+    if len(found) != 1:
+        raise EnvBuildError(f"env build failed: no single site-packages dir in {venv}")
+    return found[0]
 
-    Returns whether the base was there already.
-    """
-    key_material = json.dumps(
+
+def _key(material: dict[str, object]) -> tuple[str, str]:
+    """A cache key and the JSON it was made from (kept beside the cached dir)."""
+    text = json.dumps(material, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24], text
+
+
+def _resolve(
+    *,
+    tools: Toolchain,
+    requirements: list[str],
+    constraints: list[str],
+    scratch: Path,
+    no_deps: bool = False,
+) -> list[str]:
+    """`lock.resolve` for this toolchain; its failures become this module's exceptions
+    (`lock.Unsatisfiable` stays one: the caller words it)."""
+    request = lock_module.ResolveRequest(
+        uv=tools.uv,
+        env=tools.env,
+        python=tools.interpreter,
+        source_args=tools.sources.uv_args(),
+        requirements=requirements,
+        constraints=constraints,
+        scratch=scratch,
+        no_deps=no_deps,
+    )
+    try:
+        return lock_module.resolve(request)
+    except lock_module.NoWheel as exc:
+        raise EnvBuildError(
+            f"env build failed: {exc} has no wheel; source builds run only in the "
+            "sandbox, so dependencies must come as wheels"
+        ) from exc
+    except lock_module.SourceUnreachable as exc:
+        raise EnvBuildError(f"wheel source unreachable: {exc}") from exc
+    except lock_module.Unsatisfiable:
+        raise
+    except lock_module.ResolutionFailed as exc:
+        raise EnvBuildError(f"env build failed: resolution failed: {exc}") from exc
+
+
+# --- layer 1: the torch base ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchBase:
+    """The torch build under test and pytest, installed and byte-compiled once per (python,
+    exact torch build, pytest release, uv) and shared by every job on that torch. Not per
+    wheel source: an exact version with its local tag names one build, wherever it is found
+    (a job's own find-links dir must not cost another half-minute compile)."""
+
+    path: Path
+    key: str
+    key_material: str
+    torch_version: str
+    pytest_version: str
+    requirement: str  # the job's torch requirement that named this build
+
+
+def _torch_base(*, job: Job, tools: Toolchain, cache: Path, scratch: Path) -> TorchBase:
+    """Which torch build the job's requirement means on these sources (its exact version, with
+    its local tag), and the base it is installed in. Resolving costs well under a second;
+    nothing is built here (see `_ensure_torch_base`)."""
+    try:
+        pins = _resolve(
+            tools=tools,
+            requirements=[job.torch_requirement, "pytest"],
+            constraints=[],
+            scratch=scratch,
+            no_deps=True,
+        )
+    except lock_module.Unsatisfiable as exc:
+        raise EnvBuildError(
+            f"env build failed: {job.torch_requirement} and pytest cannot be had from the "
+            f"configured wheel sources: {exc}"
+        ) from exc
+    versions = lock_module.pinned_versions(pins)
+    (cache / "bases").mkdir(parents=True, exist_ok=True)
+    key, material = _key(
         {
             "layout": BASE_LAYOUT_VERSION,
             "python": [tools.interpreter, tools.interpreter_version],
-            "torch": job.torch_requirement,
-            "sources": tools.sources.uv_args(),
-            "requirements": sorted(requirements),
+            "torch": versions["torch"],
+            "pytest": versions["pytest"],
             "uv": tools.uv_version,
-        },
-        sort_keys=True,
+        }
     )
-    key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
-    base = cache / "bases" / key
-    with open(cache / "bases" / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cache_hit = base.exists()
-        if not cache_hit:
-            _build_base(
-                base=base,
-                interpreter=tools.interpreter,
-                requirements=requirements,
-                sources=tools.sources,
+    return TorchBase(
+        path=cache / "bases" / key,
+        key=key,
+        key_material=material,
+        torch_version=versions["torch"],
+        pytest_version=versions["pytest"],
+        requirement=job.torch_requirement,
+    )
+
+
+def _ensure_torch_base(*, base: TorchBase, tools: Toolchain) -> bool:
+    """Build the torch base unless it is cached; returns whether it was. Two jobs building the
+    same base wait for each other (flock) instead of colliding."""
+    with open(base.path.with_name(f"{base.key}.lock"), "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if base.path.exists():
+            return True
+        staging = base.path.with_name(f"{base.key}.tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _run(
+                [tools.uv, "venv", "-q", "--relocatable", "-p", tools.interpreter, str(staging)],
                 env=tools.env,
             )
-            (base / "ecoreg-base-key.json").write_text(key_material)
-        _run(["cp", "-al", str(base), str(venv)], env=tools.env)
-    return cache_hit
+            python = staging / "bin" / "python"
+            _run(
+                [tools.uv, "pip", "install", "--python", str(python), "--link-mode", "hardlink"]
+                + ["--no-build", *tools.sources.uv_args()]
+                + [f"torch==={base.torch_version}", f"pytest=={base.pytest_version}"],
+                env=tools.env,
+            )
+            # Compile once here, for every job on this torch: the job's venv is read-only, and
+            # importing torch without its bytecode costs 20 s or more per test run. Best
+            # effort: some wheels ship files for newer pythons that do not compile.
+            _run(
+                [str(python), "-m", "compileall", "-q", "-j", "0", str(staging / "lib")],
+                env=tools.env,
+                check=False,
+            )
+            material = json.loads(base.key_material)
+            material["requirements"] = sorted([base.requirement, "pytest"])
+            (staging / "ecoreg-base-key.json").write_text(json.dumps(material, sort_keys=True))
+            staging.rename(base.path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return False
+
+
+# --- the project's declared support ----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WheelMetadata:
+    """What a built wheel declares: its name and version, Requires-Python and Requires-Dist."""
+
+    name: str
+    version: str
+    requires_python: str | None
+    requires_dist: list[str]
+
+
+def read_wheel_metadata(wheel: Path) -> WheelMetadata:
+    """The METADATA of `wheel` (the project's own build: a bad one is an env build error)."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [
+                name
+                for name in archive.namelist()
+                if name.count("/") == 1 and name.endswith(".dist-info/METADATA")
+            ]
+            if len(names) != 1:
+                raise EnvBuildError(f"env build failed: {wheel.name} has no single METADATA")
+            raw, _ = parse_email(archive.read(names[0]))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise EnvBuildError(f"env build failed: {wheel.name} cannot be read: {exc}") from exc
+    return WheelMetadata(
+        name=str(raw.get("name") or build_module.wheel_name(wheel)),
+        version=str(raw.get("version") or ""),
+        requires_python=raw.get("requires_python"),
+        requires_dist=list(raw.get("requires_dist") or []),
+    )
+
+
+def check_declared_support(
+    *, metadata: WheelMetadata, torch_version: str, python_version: str, extras: list[str]
+) -> None:
+    """Raise NotInstallable when the project's own metadata excludes the torch under test (its
+    public version) or the job's python: a fact it declares, so nothing is resolved for it.
+
+    Requires-Dist markers are evaluated for the job's python, for the project's base
+    dependencies and for each extra the job installs.
+    """
+    name = metadata.name
+    if metadata.requires_python:
+        try:
+            allowed = SpecifierSet(metadata.requires_python)
+        except InvalidSpecifier:
+            allowed = None
+        if allowed is not None and not allowed.contains(python_version, prereleases=True):
+            raise NotInstallable(
+                f"{name} requires Python{allowed} (its Requires-Python); "
+                f"{python_version} is excluded"
+            )
+    torch = Version(torch_version).public
+    environment = {
+        **default_environment(),
+        "python_version": ".".join(python_version.split(".")[:2]),
+        "python_full_version": python_version,
+    }
+    for line in metadata.requires_dist:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "torch":
+            continue
+        if requirement.marker is not None and not any(
+            requirement.marker.evaluate({**environment, "extra": extra}) for extra in ["", *extras]
+        ):
+            continue
+        if not requirement.specifier.contains(torch, prereleases=True):
+            raise NotInstallable(
+                f"{name} requires torch{requirement.specifier} (its Requires-Dist); "
+                f"{torch} is excluded"
+            )
+
+
+# --- layer 2: the job's resolved dependencies ------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobDependencies:
+    """What a job installs besides its own project: extra requirements, and the project's
+    wheel with its extras (None: no build system)."""
+
+    requirements: list[str]
+    wheel: Path | None = None
+    project: str | None = None
+    extras: list[str] = field(default_factory=list)
+
+    def wanted(self) -> list[str]:
+        wanted = ["torch", "pytest", *self.requirements]
+        if self.wheel is not None:
+            suffix = f"[{','.join(self.extras)}]" if self.extras else ""
+            wanted.append(f"{self.project}{suffix} @ {self.wheel.resolve().as_uri()}")
+        return wanted
+
+
+def _resolve_dependencies(
+    *, dependencies: JobDependencies, tools: Toolchain, torch_version: str, scratch: Path
+) -> list[str]:
+    """The lock of everything the job installs but its own project: resolved afresh, with torch
+    constrained to exactly the build under test and companions to their paired releases.
+
+    Raises NotInstallable when no such set exists, or a companion's build does not match.
+    """
+    try:
+        resolved = _resolve(
+            tools=tools,
+            requirements=dependencies.wanted(),
+            constraints=[
+                f"torch==={torch_version}",
+                *companion_constraints(torch_version=torch_version),
+            ],
+            scratch=scratch,
+        )
+    except lock_module.Unsatisfiable as exc:
+        raise _unsatisfiable(
+            reason=str(exc),
+            dependencies=dependencies,
+            tools=tools,
+            torch_version=torch_version,
+            scratch=scratch,
+        ) from exc
+    own = canonicalize_name(dependencies.project) if dependencies.project else None
+    locked = [line for line in resolved if lock_module.lock_name(line) != own]
+    versions = lock_module.pinned_versions(locked)
+    if versions.get("torch") != torch_version:
+        raise EnvBuildError(
+            f"env build failed: the resolver chose torch {versions.get('torch')}, "
+            f"not the build under test {torch_version}"
+        )
+    mismatch = mismatched_companion(locked=versions, torch_version=torch_version)
+    if mismatch:
+        raise NotInstallable(no_matching_build(companion=mismatch, torch_version=torch_version))
+    return locked
+
+
+def _unsatisfiable(
+    *,
+    reason: str,
+    dependencies: JobDependencies,
+    tools: Toolchain,
+    torch_version: str,
+    scratch: Path,
+) -> Exception:
+    """What an unsatisfiable resolution means. A companion with no build paired with this
+    torch, or a set that resolves once torch is left free: NotInstallable, a fact about this
+    torch. A set that resolves with no torch at all (a requirement no source has): an env
+    build error, checked by resolving again, since it is not about torch."""
+    own = dependencies.project or ""
+    for companion in COMPANIONS:
+        # A companion the project's own requirements do not enter into: no paired build.
+        mentioned = re.search(rf"\b{companion.name}\b", reason)
+        if mentioned and not (own and re.search(rf"\b{re.escape(own)}\b", reason)):
+            return NotInstallable(
+                no_matching_build(companion=companion.name, torch_version=torch_version)
+            )
+    try:
+        _resolve(
+            tools=tools,
+            requirements=dependencies.wanted(),
+            constraints=[],
+            scratch=scratch / "unpinned",
+        )
+    except lock_module.Unsatisfiable:
+        return EnvBuildError(f"env build failed: the dependencies cannot be resolved: {reason}")
+    return NotInstallable(reason)
+
+
+# --- layer 3: the environment of a lock ------------------------------------------------------
+
+
+def _lock_env_key(*, base: TorchBase, locked: list[str]) -> tuple[str, str]:
+    return _key({"layout": LOCK_ENV_LAYOUT_VERSION, "base": base.key, "lock": sorted(locked)})
+
+
+def _ensure_lock_env(
+    *, base: TorchBase, locked: list[str], tools: Toolchain, cache: Path
+) -> tuple[Path, bool]:
+    """The environment of `locked`, cached under its hash: a hard-linked copy of the torch base
+    synced to exactly the lock, with only what is new byte-compiled. Returns it and whether
+    it was cached."""
+    key, material = _lock_env_key(base=base, locked=locked)
+    envs = cache / "envs"
+    envs.mkdir(parents=True, exist_ok=True)
+    path = envs / key
+    with open(envs / f"{key}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if path.exists():
+            return path, True
+        staging = envs / f"{key}.tmp{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _run(["cp", "-al", str(base.path), str(staging)], env=tools.env)
+            (staging / "ecoreg-base-key.json").unlink(missing_ok=True)
+            _sync_to_lock(venv=staging, locked=locked, tools=tools)
+            _compile_new(venv=staging, base=base.path, tools=tools)
+            _check_installed(venv=staging, expected=locked)
+            (staging / "ecoreg-lock.txt").write_text("".join(f"{line}\n" for line in locked))
+            (staging / "ecoreg-env-key.json").write_text(material)
+            staging.rename(path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return path, False
+
+
+def _sync_to_lock(*, venv: Path, locked: list[str], tools: Toolchain) -> None:
+    """Make `venv` hold exactly `locked`: install what is missing, remove what is not in it.
+    Files of the base are hard links: removing one leaves the base's copy untouched."""
+    lock_file = venv / "ecoreg-sync.txt"
+    lock_file.write_text("".join(f"{line}\n" for line in locked))
+    try:
+        _run(
+            [tools.uv, "pip", "sync", "--python", str(venv / "bin" / "python")]
+            + ["--link-mode", "hardlink", "--no-build", *tools.sources.uv_args(), str(lock_file)],
+            env=tools.env,
+        )
+    finally:
+        lock_file.unlink(missing_ok=True)
+
+
+def _compile_new(*, venv: Path, base: Path, tools: Toolchain) -> None:
+    """Byte-compile the distributions the base does not have (torch's bytecode is there
+    already: compiling it again would cost half a minute)."""
+    site = _site_packages(venv)
+    known = {entry.name for entry in _site_packages(base).iterdir()}
+    sources = []
+    for dist_info in site.glob("*.dist-info"):
+        if dist_info.name in known or not (dist_info / "RECORD").is_file():
+            continue
+        for row in csv.reader((dist_info / "RECORD").read_text().splitlines()):
+            if row and row[0].endswith(".py") and not row[0].startswith(("/", "..")):
+                sources.append(str(site / row[0]))
+    if not sources:
+        return
+    listing = venv / "ecoreg-compile.txt"
+    listing.write_text("".join(f"{path}\n" for path in sources))
+    try:
+        python = str(venv / "bin" / "python")
+        _run(
+            [python, "-m", "compileall", "-q", "-j", "0", "-i", str(listing)],
+            env=tools.env,
+            check=False,
+        )
+    finally:
+        listing.unlink(missing_ok=True)
+
+
+def _check_installed(*, venv: Path, expected: list[str]) -> list[str]:
+    """What `venv` holds (read from its dist-info dirs), checked against `expected`: a result
+    must not claim a lock its environment does not have. Returns the installed lock."""
+    installed = lock_module.installed_lock(_site_packages(venv))
+    have = lock_module.pinned_versions(installed)
+    want = {lock_module.lock_name(line): line for line in expected}
+    differ = sorted(set(have) ^ set(want))
+    for name, version in lock_module.pinned_versions(expected).items():
+        if name in have and not lock_module.same_version(have[name], version):
+            differ.append(f"{name} {have[name]} (locked {version})")
+    if differ:
+        raise EnvBuildError(
+            "env build failed: the environment does not match its lock: " + ", ".join(differ)
+        )
+    return installed
+
+
+# --- the project: built in the sandbox, its wheel cached by commit ---------------------------
 
 
 def _wheel_key(*, commit: str | None, tools: Toolchain) -> str | None:
     """The built wheel's cache key: only a commit fixes the whole source tree."""
     if not build_module.is_commit(commit):
         return None
-    wheel_material = json.dumps(
+    key, _ = _key(
         {
             "layout": WHEEL_CACHE_LAYOUT_VERSION,
             "commit": commit,
             "python": [tools.interpreter, tools.interpreter_version],
             "sources": tools.sources.uv_args(),
             "uv": tools.uv_version,
-        },
-        sort_keys=True,
+        }
     )
-    return hashlib.sha256(wheel_material.encode()).hexdigest()[:32]
+    return key
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectBuild:
-    """How the project under test is built and installed into a job's venv."""
+    """How the project under test is built into a wheel."""
 
     project_dir: Path
-    venv: Path
-    extras: list[str]
-    extra_requirements: list[str]
-    static_dependencies: bool
+    build_root: Path
     wheel_key: str | None
     sandbox: bool
     on_output: Callable[[bytes], None] | None
     should_stop: Callable[[], bool] | None
 
 
-def _project_wheel(*, build: ProjectBuild, tools: Toolchain, build_root: Path) -> tuple[Path, bool]:
+def _project_wheel(*, build: ProjectBuild, tools: Toolchain) -> tuple[Path, bool]:
     """The project's wheel from the cache, else built in the sandbox (and cached); and whether
-    it came from the cache."""
+    it came from the cache. A failing build is an env build error (even one that fails only
+    against this torch: the build does not see the torch under test)."""
     wheels = cache_dir() / "wheels"
     if build.wheel_key:
         cached = build_module.cached_wheel(cache_root=wheels, key=build.wheel_key)
@@ -425,7 +768,7 @@ def _project_wheel(*, build: ProjectBuild, tools: Toolchain, build_root: Path) -
     try:
         wheel = build_module.build_wheel(
             project_dir=build.project_dir,
-            build_root=build_root,
+            build_root=build.build_root,
             interpreter=tools.interpreter,
             uv=tools.uv,
             index_args=tools.sources.uv_args(),
@@ -444,34 +787,71 @@ def _project_wheel(*, build: ProjectBuild, tools: Toolchain, build_root: Path) -
     return wheel, False
 
 
-def _install_wheel(*, build: ProjectBuild, tools: Toolchain, wheel: Path) -> None:
-    """Install the project's wheel (with its extras) and the job's extra requirements."""
-    suffix = f"[{','.join(build.extras)}]" if build.extras else ""
-    project = f"{build_module.wheel_name(wheel)}{suffix} @ {wheel.resolve().as_uri()}"
-    install = [tools.uv, "pip", "install", "--python", str(build.venv / "bin" / "python")]
-    install += ["--link-mode", "hardlink", "--no-build", *tools.sources.uv_args()]
-    wanted = [project, *build.extra_requirements]
-    try:
-        # Fast path: the base already holds every declared requirement, so neither the
-        # indexes nor a resolution are needed.
-        fast = ["--offline", "--no-deps"] if build.static_dependencies else ["--offline"]
-        _run(install + fast + wanted, env=tools.env)
-    except EnvBuildError:
-        _run(install + wanted, env=tools.env)
+def _install_project(*, venv: Path, wheel: Path, tools: Toolchain) -> None:
+    """The project's wheel alone: its dependencies are in the lock, already installed."""
+    _run(
+        [tools.uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--offline"]
+        + ["--no-deps", "--link-mode", "hardlink", "--no-build", str(wheel)],
+        env=tools.env,
+    )
 
 
-def _install_project(*, build: ProjectBuild, tools: Toolchain) -> bool:
-    """Build the project's wheel in the sandbox (or take it from the cache) and install it.
+# --- the job's environment -------------------------------------------------------------------
 
-    Returns whether the wheel came from the cache.
-    """
-    build_root = build.venv.with_name(f"{build.venv.name}.build")
-    try:
-        wheel, from_cache = _project_wheel(build=build, tools=tools, build_root=build_root)
-        _install_wheel(build=build, tools=tools, wheel=wheel)
-    finally:
-        shutil.rmtree(build_root, ignore_errors=True)
-    return from_cache
+
+def _legacy_inputs(
+    *, job: Job, project_dir: Path, extras: list[str] | None, requirements: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """The job's extras and requirements, the latter checked to be PEP 508. TEMPORARY, until the
+    runner passes what its recipe discovered: `None` reads the job's test config as before
+    (its extras, else `test` when the project declares it)."""
+    if extras is None:
+        if job.test_config.extras is not None:
+            extras = list(job.test_config.extras)
+        else:
+            extras = ["test"] if "test" in _declared_extras(project_dir) else []
+    if requirements is None:
+        requirements = list(job.test_config.extra_requirements)
+    for requirement in requirements:
+        try:
+            Requirement(requirement)
+        except InvalidRequirement as exc:
+            raise EnvBuildError(
+                f"env build failed: requirement {requirement!r} is not PEP 508: "
+                + str(exc).splitlines()[0]
+            ) from exc
+    return list(extras), list(requirements)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectWheel:
+    """The project's built wheel, what it declares, and whether it came from the cache."""
+
+    path: Path
+    metadata: WheelMetadata
+    cache_hit: bool
+
+
+def _prepare_project(
+    *,
+    build: ProjectBuild,
+    tools: Toolchain,
+    torch_version: str,
+    extras: list[str],
+) -> ProjectWheel | None:
+    """The project's wheel (None: no build system, the tests import the checkout), refused
+    (NotInstallable) when its metadata excludes this torch or this python."""
+    if not build_module.has_build_system(build.project_dir):
+        return None
+    wheel, cache_hit = _project_wheel(build=build, tools=tools)
+    metadata = read_wheel_metadata(wheel)
+    check_declared_support(
+        metadata=metadata,
+        torch_version=torch_version,
+        python_version=tools.interpreter_version,
+        extras=extras,
+    )
+    return ProjectWheel(path=wheel, metadata=metadata, cache_hit=cache_hit)
 
 
 def build_environment(
@@ -480,45 +860,118 @@ def build_environment(
     project_dir: Path,
     venv: Path,
     commit: str | None = None,
+    extras: list[str] | None = None,
+    requirements: list[str] | None = None,
     sandbox: bool = True,
     on_output: Callable[[bytes], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> BuiltEnvironment:
-    """Build `venv` for `job` with the project at `project_dir` installed (not editable).
-
-    `commit`: the git commit `project_dir` is a clean checkout of, so its built wheel may be
-    cached; `sandbox=False` builds the project bare (local debugging only). `on_output` and
-    `should_stop` are passed to the sandboxed project build (see `sandbox.run_sandboxed`);
-    a stop there raises `build.BuildStopped`.
+    """Build `venv` for `job`: the project at `project_dir` installed (not editable) with its
+    `extras` (their dependencies too) and the PEP 508 `requirements` the tests need (None:
+    the job's test config, TEMPORARY, see `_legacy_inputs`). `commit`: what `project_dir` is
+    a clean checkout of (its wheel is cached by it); `sandbox=False` builds the project bare
+    (local debugging only); `on_output`, `should_stop`: see `sandbox.run_sandboxed` (a stop
+    raises `build.BuildStopped`). Raises NotInstallable when the project cannot be had with
+    the torch under test, EnvBuildError for anything else.
     """
     started = time.monotonic()
     cache = cache_dir()
-    (cache / "bases").mkdir(parents=True, exist_ok=True)
     tools = _toolchain(job=job, cache=cache)
-    metadata = read_project_metadata(project_dir=project_dir)
-    extras = _extras(job=job, metadata=metadata)
-    requirements = _base_requirements(job=job, metadata=metadata, extras=extras)
-    cache_hit = _link_base(job=job, tools=tools, requirements=requirements, cache=cache, venv=venv)
-    wheel_cache_hit = None
-    if build_module.has_build_system(project_dir):
-        project = ProjectBuild(
+    extras, requirements = _legacy_inputs(
+        job=job, project_dir=project_dir, extras=extras, requirements=requirements
+    )
+    scratch = venv.with_name(f"{venv.name}.build")
+    scratch.mkdir(mode=0o755)
+    try:
+        base = _torch_base(job=job, tools=tools, cache=cache, scratch=scratch / "base")
+        build = ProjectBuild(
             project_dir=project_dir,
-            venv=venv,
-            extras=extras,
-            extra_requirements=list(job.test_config.extra_requirements),
-            static_dependencies=metadata.static_dependencies,
+            build_root=scratch / "project",
             wheel_key=_wheel_key(commit=commit, tools=tools),
             sandbox=sandbox,
             on_output=on_output,
             should_stop=should_stop,
         )
-        wheel_cache_hit = _install_project(build=project, tools=tools)
-    # else: no build system; the tests import the project from the checkout.
+        project = _prepare_project(
+            build=build, tools=tools, torch_version=base.torch_version, extras=extras
+        )
+        layers = _build_layers(
+            base=base,
+            project=project,
+            extras=extras,
+            requirements=requirements,
+            tools=tools,
+            venv=venv,
+            scratch=scratch,
+            should_stop=should_stop,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _built(venv=venv, started=started, base=base, project=project, layers=layers)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layers:
+    """What `_build_layers` made: the job venv's lock, and which cached layers it reused."""
+
+    lock: list[str]
+    base_cache_hit: bool
+    env_cache_hit: bool
+
+
+def _built(
+    *, venv: Path, started: float, base: TorchBase, project: ProjectWheel | None, layers: Layers
+) -> BuiltEnvironment:
     return BuiltEnvironment(
         venv=venv,
         python=venv / "bin" / "python",
         base_prefix=_base_prefix_of(venv),
         env_s=round(time.monotonic() - started, 3),
-        cache_hit=cache_hit,
-        wheel_cache_hit=wheel_cache_hit,
+        cache_hit=layers.env_cache_hit,
+        base_cache_hit=layers.base_cache_hit,
+        wheel_cache_hit=project.cache_hit if project else None,
+        lock=layers.lock,
+        lock_hash=lock_module.lock_hash(layers.lock),
+        torch_version=base.torch_version,
     )
+
+
+def _build_layers(
+    *,
+    base: TorchBase,
+    project: ProjectWheel | None,
+    extras: list[str],
+    requirements: list[str],
+    tools: Toolchain,
+    venv: Path,
+    scratch: Path,
+    should_stop: Callable[[], bool] | None,
+) -> Layers:
+    """Resolve the job's dependencies, then hard-link its venv from the environment of that
+    lock (built over the torch base if missing) and install the project's wheel on top."""
+    dependencies = JobDependencies(
+        requirements=requirements,
+        wheel=project.path if project else None,
+        project=project.metadata.name if project else None,
+        extras=extras if project else [],
+    )
+    locked = _resolve_dependencies(
+        dependencies=dependencies,
+        tools=tools,
+        torch_version=base.torch_version,
+        scratch=scratch / "resolve",
+    )
+    _stop_if_asked(should_stop)
+    base_cache_hit = _ensure_torch_base(base=base, tools=tools)
+    _stop_if_asked(should_stop)
+    env, env_cache_hit = _ensure_lock_env(
+        base=base, locked=locked, tools=tools, cache=base.path.parents[1]
+    )
+    _run(["cp", "-al", str(env), str(venv)], env=tools.env)
+    expected = list(locked)
+    if project is not None:
+        _install_project(venv=venv, wheel=project.path, tools=tools)
+        name = canonicalize_name(project.metadata.name)
+        expected.append(f"{name}=={project.metadata.version}")
+    installed = _check_installed(venv=venv, expected=expected)
+    return Layers(lock=installed, base_cache_hit=base_cache_hit, env_cache_hit=env_cache_hit)

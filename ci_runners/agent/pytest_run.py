@@ -56,6 +56,8 @@ def prepare_pytest_run(
             "VIRTUAL_ENV": str(built.venv),
             "PYTHONPATH": plugin_path,
             "ECOREG_REPORT_PATH": str(plugin_report_path),
+            # The plugin stops the session if another torch than this one runs.
+            "ECOREG_EXPECTED_TORCH": expected_torch(job),
         }
     )
     command = [
@@ -81,6 +83,12 @@ def prepare_pytest_run(
         timeout_s=job.timeout_s,
     )
     return PytestRun(spec=spec, junit_path=junit_path, plugin_report_path=plugin_report_path)
+
+
+def expected_torch(job: Job) -> str:
+    """The torch the job must run: `2.13.0+cpu` with a variant (exactly that build), `2.13.0`
+    without one (any local build of that version)."""
+    return f"{job.torch_version}+{job.torch_variant}" if job.torch_variant else job.torch_version
 
 
 def _copy_plugin(*, plugin_dir: Path) -> None:

@@ -17,13 +17,14 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped
 
-from ci_runners.agent.contracts import COUNT_KEYS, CellState
+from ci_runners.agent.contracts import COUNT_KEYS, CellState, ErrorCode
 
 MAX_JUNIT_BYTES = 50 * 1024 * 1024
 MAX_PLUGIN_REPORT_BYTES = 5 * 1024 * 1024
 MAX_FAILURES = 50
 MAX_FAILURE_MESSAGE = 2000
 MAX_WARNINGS = 100
+_PYTEST_REFUSAL = re.compile(r"^(ERROR: |(\S+: )?error: )")
 PYTEST_EXIT_MEANINGS = {
     2: "test run interrupted",
     3: "pytest internal error",
@@ -117,16 +118,13 @@ def apply_xfail_outcomes(*, summary: TestSummary, outcomes: dict[str, Any]) -> N
     summary.counts["xfailed"] += moved
 
 
-def read_plugin_report(*, path: Path) -> dict[str, Any]:
-    """The warnings plugin's JSON; an empty report when it is missing or broken."""
-    try:
-        data = json.loads(_read_capped(path, limit=MAX_PLUGIN_REPORT_BYTES, what="plugin report"))
-    except (JunitParseError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
+def _list(raw: object) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
+def _plugin_warnings(raw: object) -> list[dict[str, Any]]:
     warnings: list[dict[str, Any]] = []
-    for item in data.get("warnings") or []:
+    for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict) or len(warnings) >= MAX_WARNINGS:
             continue
         try:
@@ -141,13 +139,71 @@ def read_plugin_report(*, path: Path) -> dict[str, Any]:
                 "count": count,
             }
         )
+    return warnings
+
+
+def _plugin_failures(raw: object) -> list[dict[str, Any]]:
+    """The plugin's failed reports: node id, phase, exception line, network-only or not."""
+    failures: list[dict[str, Any]] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict) or not item.get("test"):
+            continue
+        failures.append(
+            {
+                "test": _shorten(str(item["test"]), 1000),
+                "when": str(item.get("when") or "call"),
+                "message": _shorten(str(item.get("message") or ""), MAX_FAILURE_MESSAGE),
+                "network": item.get("network") is True,
+            }
+        )
+    return failures
+
+
+def _plugin_torch_check(raw: object) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    return {
+        "ok": raw.get("ok") is True,
+        "expected": None if raw.get("expected") is None else str(raw["expected"])[:100],
+        "actual": None if raw.get("actual") is None else str(raw["actual"])[:100],
+        "message": _shorten(str(raw.get("message") or ""), MAX_FAILURE_MESSAGE) or None,
+    }
+
+
+def _plugin_conftest_error(raw: object) -> dict[str, str] | None:
+    if not isinstance(raw, dict) or not raw.get("test"):
+        return None
+    return {
+        "test": _shorten(str(raw["test"]), 1000),
+        "message": _shorten(str(raw.get("message") or ""), MAX_FAILURE_MESSAGE),
+    }
+
+
+def read_plugin_report(*, path: Path) -> dict[str, Any]:
+    """The plugin's JSON (`warnings_plugin.py`), checked field by field; `{}` when it is
+    missing or not a JSON object (the run never got as far as the plugin)."""
+    try:
+        data = json.loads(_read_capped(path, limit=MAX_PLUGIN_REPORT_BYTES, what="plugin report"))
+    except (JunitParseError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
     raw_environment, raw_outcomes = data.get("environment"), data.get("outcomes")
     environment = raw_environment if isinstance(raw_environment, dict) else {}
-    outcomes = raw_outcomes if isinstance(raw_outcomes, dict) else {}
+    collected = data.get("tests_collected")
     return {
-        "warnings": warnings,
-        "outcomes": outcomes,
-        "environment": {k: (str(v) if v is not None else None) for k, v in environment.items()},
+        "warnings": _plugin_warnings(data.get("warnings")),
+        "outcomes": raw_outcomes if isinstance(raw_outcomes, dict) else {},
+        "environment": {
+            str(k): (str(v)[:200] if v is not None else None) for k, v in environment.items()
+        },
+        "failures": _plugin_failures(data.get("failures")),
+        "tests_collected": collected if type(collected) is int and collected >= 0 else None,
+        "interrupted": [
+            _shorten(str(nodeid), 1000) for nodeid in _list(data.get("interrupted"))[:MAX_FAILURES]
+        ],
+        "torch_check": _plugin_torch_check(data.get("torch_check")),
+        "conftest_error": _plugin_conftest_error(data.get("conftest_error")),
     }
 
 
@@ -157,17 +213,136 @@ def join_problems(*parts: str | None) -> str | None:
     return "; ".join(kept) if kept else None
 
 
-def state_for_exit(*, exit_code: int | None) -> tuple[CellState, str | None]:
-    """The cell state of a pytest run that ended with `exit_code`, and the problem if any."""
-    if exit_code == 0:
-        return CellState.PASSED, None
-    if exit_code == 1:
-        return CellState.FAILED, None
-    if exit_code in PYTEST_EXIT_MEANINGS:
-        return CellState.ERRORED, f"pytest exit {exit_code}: {PYTEST_EXIT_MEANINGS[exit_code]}"
-    if exit_code is not None and exit_code < 0:
-        return CellState.ERRORED, f"test process killed by signal {-exit_code}"
-    return CellState.ERRORED, f"test process ended with exit code {exit_code}"
+@dataclass(frozen=True, kw_only=True)
+class RunEnd:
+    """How a sandboxed pytest run ended, and what it left behind."""
+
+    exit_code: int | None
+    timed_out: bool
+    timeout_s: float
+    junit_path: Path
+    plugin_report: dict[str, Any]
+    # The last lines of the run's output: pytest says there why it refused to start.
+    output_tail: str = ""
+
+
+@dataclass(kw_only=True)
+class RunVerdict:
+    """What a run means: its state, the problem (and `ErrorCode`) of an errored one, and what
+    its tests did (counts from JUnit; failures and network-only failures by node id)."""
+
+    state: CellState
+    error: str | None = None
+    error_code: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    failures: list[dict[str, str]] = field(default_factory=list)
+    needs_network: list[dict[str, str]] = field(default_factory=list)
+
+
+def _errored(code: ErrorCode, error: str) -> RunVerdict:
+    return RunVerdict(state=CellState.ERRORED, error=error, error_code=str(code))
+
+
+def _refusal(output: str) -> str | None:
+    """Why pytest refused to start, as it said: its last `ERROR:`/`error:` line, else its last
+    line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = [line for line in lines if _PYTEST_REFUSAL.match(line)]
+    return _shorten((said or lines or [""])[-1], 500) or None
+
+
+def _exit_problem(end: RunEnd) -> RunVerdict | None:
+    """The errored verdict of an exit that is no test outcome; None for 0, 1 and a collection
+    error's 2."""
+    code = end.exit_code
+    collection_failed = any(f["when"] == "collect" for f in end.plugin_report.get("failures", []))
+    if code in (0, 1) or (code == 2 and collection_failed):
+        return None
+    if code == 5:
+        return _errored(ErrorCode.NO_TESTS, "pytest exit 5: no tests collected")
+    if code == 4:
+        why = join_problems("pytest exit 4: pytest usage error", _refusal(end.output_tail))
+        return _errored(ErrorCode.BAD_RECIPE, why or "")
+    if code in PYTEST_EXIT_MEANINGS:
+        return _errored(
+            ErrorCode.TEST_RUN_BROKEN, f"pytest exit {code}: {PYTEST_EXIT_MEANINGS[code]}"
+        )
+    if code is not None and code < 0:
+        return _errored(ErrorCode.TEST_RUN_BROKEN, f"test process killed by signal {-code}")
+    return _errored(ErrorCode.TEST_RUN_BROKEN, f"test process ended with exit code {code}")
+
+
+def _split_network(*, verdict: RunVerdict, plugin_failures: list[dict[str, Any]]) -> None:
+    """Network-only test failures leave the failures and the counts for `needs_network`."""
+    for failure in plugin_failures:
+        entry = {"test": failure["test"], "message": failure["message"]}
+        if failure["network"] and failure["when"] != "collect":
+            verdict.needs_network.append(entry)
+            key = "failed" if failure["when"] == "call" else "errors"
+            verdict.counts[key] = max(0, verdict.counts[key] - 1)
+        elif len(verdict.failures) < MAX_FAILURES:
+            verdict.failures.append(entry)
+
+
+def _interrupted_tests(*, end: RunEnd, plugin_failures: list[dict[str, Any]]) -> list[str]:
+    failed = {failure["test"] for failure in plugin_failures}
+    return [nodeid for nodeid in end.plugin_report.get("interrupted", []) if nodeid not in failed]
+
+
+def _test_outcome(*, end: RunEnd, state: CellState, error: str | None) -> RunVerdict:
+    """Counts from JUnit, failures from the plugin (JUnit's when it listed none)."""
+    try:
+        summary = parse_junit(path=end.junit_path)
+    except JunitParseError as exc:
+        if state == CellState.TIMED_OUT:
+            summary = TestSummary()
+        else:
+            return _errored(ErrorCode.TEST_RUN_BROKEN, str(exc))
+    apply_xfail_outcomes(summary=summary, outcomes=end.plugin_report.get("outcomes", {}))
+    plugin_failures = end.plugin_report.get("failures", [])
+    interrupted = _interrupted_tests(end=end, plugin_failures=plugin_failures)
+    # JUnit writes a test an interrupt stopped as passed: it did not pass.
+    summary.counts["passed"] = max(0, summary.counts["passed"] - len(interrupted))
+    if interrupted:
+        error = join_problems(error, f"interrupted in {', '.join(interrupted[:3])}")
+    verdict = RunVerdict(state=state, error=error, counts=summary.counts)
+    _split_network(verdict=verdict, plugin_failures=plugin_failures)
+    if not plugin_failures:
+        verdict.failures = summary.failures
+    if state == CellState.FAILED and not (verdict.counts["failed"] or verdict.counts["errors"]):
+        verdict.state = CellState.PASSED  # its only failures wanted a network
+    return verdict
+
+
+def judge_run(end: RunEnd) -> RunVerdict:
+    """The verdict on a finished pytest run.
+
+    A torch other than the one asked for makes it errored whatever the tests did; a collection
+    or conftest import error is the project's failure, named by its node id and exception
+    line; a run stopped at its wall time keeps what finished before.
+    """
+    report = end.plugin_report
+    check = report.get("torch_check")
+    if check is not None and not check["ok"]:
+        return _errored(ErrorCode.TORCH_MISMATCH, check["message"] or "torch mismatch")
+    conftest = report.get("conftest_error")
+    if conftest is not None and not end.timed_out:
+        verdict = RunVerdict(state=CellState.FAILED, failures=[conftest])
+        verdict.counts["errors"] = 1
+        return verdict
+    if end.timed_out:
+        limit = f"wall time limit of {end.timeout_s:g} s exceeded"
+        return _test_outcome(end=end, state=CellState.TIMED_OUT, error=limit)
+    problem = _exit_problem(end)
+    if problem is not None:
+        return problem
+    if check is None:
+        return _errored(
+            ErrorCode.TEST_RUN_BROKEN,
+            "the agent's pytest plugin did not report: which torch ran is unknown",
+        )
+    state = CellState.PASSED if end.exit_code == 0 else CellState.FAILED
+    return _test_outcome(end=end, state=state, error=None)
 
 
 def torch_from_venv(venv: Path) -> dict[str, str | None]:

@@ -1,7 +1,10 @@
 """One job end to end: checkout, environment, sandboxed pytest, results.
 
 `run_job` never raises for anything a job can do wrong: every failure ends up in the returned
-`Result` (state `errored` with `error` set for infrastructure problems).
+`Result`. The project's own outcomes are `passed`, `failed` (collection and conftest import
+errors included), `timed_out` (with what finished before the limit) and `not_installable`;
+`errored` is kept for what says nothing about the project (infrastructure, a torch other than
+the one asked for, a run that broke), always with an `ErrorCode` in `error_code`.
 
 Callers (the Celery worker) follow a job through optional hooks, all called in the calling
 thread:
@@ -9,15 +12,17 @@ thread:
                        before the test run
     on_output(chunk)   the raw output of the sandboxed project build and test run, as read
     should_stop()      asked between phases and about once a second while a sandboxed command
-                       runs; True ends the job like its wall time limit would (its processes
-                       killed) and the Result is state `errored` with error "cancelled"
-                       (`CANCELLED_ERROR`), no counts and no exit code
+                       runs; True ends the job at once (its processes killed, with no
+                       interrupt first as at the wall time limit) and the Result is state
+                       `errored` with error "cancelled" (`CANCELLED_ERROR`, error_code
+                       `cancelled`), no counts and no exit code
 An exception raised by a hook ends the job as an agent error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,16 +32,19 @@ from ci_runners.agent import gpu
 from ci_runners.agent import sandbox as sandbox_module
 from ci_runners.agent.build import BuildStopped
 from ci_runners.agent.checkout import Checkout, CheckoutError, checkout_source
-from ci_runners.agent.contracts import LOG_TAIL_CHARS, CellState, Job, Result
-from ci_runners.agent.environment import BuiltEnvironment, EnvBuildError, build_environment
+from ci_runners.agent.contracts import LOG_TAIL_CHARS, CellState, ErrorCode, Job, Result
+from ci_runners.agent.environment import (
+    BuiltEnvironment,
+    EnvBuildError,
+    NotInstallable,
+    build_environment,
+)
 from ci_runners.agent.pytest_run import PytestRun, TestConfigError, prepare_pytest_run
 from ci_runners.agent.results import (
-    JunitParseError,
-    apply_xfail_outcomes,
+    RunEnd,
     join_problems,
-    parse_junit,
+    judge_run,
     read_plugin_report,
-    state_for_exit,
     torch_from_venv,
 )
 from ci_runners.agent.sandbox import SandboxRun, SandboxUnavailable, run_sandboxed
@@ -52,7 +60,17 @@ PHASE_PREPARING = CellState.PREPARING.value
 PHASE_RUNNING = CellState.RUNNING.value
 CANCELLED_ERROR = "cancelled"
 # Errors of the job's infrastructure (not of its tests), reported as their own message.
-INFRASTRUCTURE_ERRORS = (CheckoutError, EnvBuildError, SandboxUnavailable, TestConfigError)
+INFRASTRUCTURE_ERRORS: dict[type[Exception], ErrorCode] = {
+    CheckoutError: ErrorCode.CHECKOUT_FAILED,
+    EnvBuildError: ErrorCode.ENV_BUILD_FAILED,
+    SandboxUnavailable: ErrorCode.SANDBOX_UNAVAILABLE,
+    TestConfigError: ErrorCode.BAD_RECIPE,
+}
+# What uv says when an index or a find-links source cannot be read at all.
+UNREACHABLE_WHEEL_SOURCE = re.compile(
+    r"Failed to fetch|Failed to read `--find-links`|error sending request|dns error"
+    r"|tcp connect error|Could not connect"
+)
 
 
 class JobStopped(Exception):
@@ -192,30 +210,34 @@ def _collect_results(
     result = record.result
     plugin_report = read_plugin_report(path=pytest_run.plugin_report_path)
     result.warnings = plugin_report.get("warnings", [])
+    result.tests_collected = plugin_report.get("tests_collected")
     result.environment = _environment_seen(
         venv=paths.venv,
         reported=plugin_report.get("environment", {}),
         keys=list(result.environment),
     )
-    result.exit_code = run.exit_code
+    result.exit_code = None if run.timed_out else run.exit_code
+    verdict = judge_run(
+        RunEnd(
+            exit_code=run.exit_code,
+            timed_out=run.timed_out,
+            timeout_s=job.timeout_s,
+            junit_path=pytest_run.junit_path,
+            plugin_report=plugin_report,
+            output_tail=run.output[-2000:],
+        )
+    )
+    result.state = verdict.state
+    result.error_code = verdict.error_code
     notes = "; ".join(run.notes) or None
-    if run.timed_out:
-        result.state = CellState.TIMED_OUT
-        result.error = join_problems(f"wall time limit of {job.timeout_s:g} s exceeded", notes)
-    else:
-        state, problem = state_for_exit(exit_code=run.exit_code)
-        result.state = state
-        result.error = join_problems(problem, notes if state != CellState.PASSED else None)
-    try:
-        summary = parse_junit(path=pytest_run.junit_path)
-    except JunitParseError as exc:
-        if result.state in (CellState.PASSED, CellState.FAILED):
-            result.state = CellState.ERRORED
-            result.error = join_problems(str(exc), result.error)
-        return
-    apply_xfail_outcomes(summary=summary, outcomes=plugin_report.get("outcomes", {}))
-    result.counts = summary.counts
-    result.failures = summary.failures
+    result.error = join_problems(
+        verdict.error, notes if verdict.state != CellState.PASSED else None
+    )
+    if verdict.error_code == ErrorCode.TORCH_MISMATCH:
+        return  # nothing the tests did counts: they ran against another torch (or none)
+    result.counts = verdict.counts
+    result.failures = verdict.failures
+    result.needs_network = verdict.needs_network
 
 
 def _environment_seen(
@@ -229,18 +251,38 @@ def _environment_seen(
     return {key: environment.get(key) for key in keys}
 
 
+def error_code_for(exc: Exception) -> ErrorCode:
+    """The `ErrorCode` of an infrastructure error (an env build that could not reach its wheel
+    sources is told apart from one that failed), `AGENT_ERROR` for anything else."""
+    for kind, code in INFRASTRUCTURE_ERRORS.items():
+        if isinstance(exc, kind):
+            if code == ErrorCode.ENV_BUILD_FAILED and UNREACHABLE_WHEEL_SOURCE.search(str(exc)):
+                return ErrorCode.WHEEL_SOURCE_UNREACHABLE
+            return code
+    return ErrorCode.AGENT_ERROR
+
+
 def _record_failure(*, record: JobRecord, exc: Exception) -> None:
-    """A stop request, an infrastructure error or an agent bug, as the job's Result."""
+    """A stop request, a project that cannot be installed, an infrastructure error or an agent
+    bug, as the job's Result."""
     if isinstance(exc, JobStopped | BuildStopped):
         record.result = Result(
             state=CellState.ERRORED,
             commit=record.result.commit,
             timings=record.result.timings,
             error=CANCELLED_ERROR,
+            error_code=str(ErrorCode.CANCELLED),
         )
         record.log += "\n[agent] job stopped on request: cancelled"
         return
-    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+    if isinstance(exc, NotInstallable):
+        record.result.state = CellState.NOT_INSTALLABLE
+        record.result.error = str(exc).strip().splitlines()[0] if str(exc).strip() else None
+        record.result.error_code = None
+        record.log = record.log or f"not installable: {record.result.error}"
+        return
+    code = error_code_for(exc)
+    if code != ErrorCode.AGENT_ERROR:
         message = str(exc)
         if isinstance(exc, CheckoutError) and not message.startswith("clone failed"):
             message = f"clone failed: {message}"
@@ -248,6 +290,7 @@ def _record_failure(*, record: JobRecord, exc: Exception) -> None:
         message = f"agent error: {type(exc).__name__}: {exc}"
     record.result.state = CellState.ERRORED
     record.result.error = message
+    record.result.error_code = str(code)
     record.log = record.log or message
 
 

@@ -42,6 +42,11 @@ DEFAULT_PIDS_MAX = 256
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_OUTPUT_KEEP_BYTES = 64 * 1024
 DEFAULT_KILL_GRACE_S = 3.0
+# At its wall time a run's command is interrupted (SIGINT: pytest then writes its reports) and
+# everything is killed this much later.
+DEFAULT_INTERRUPT_GRACE_S = 5.0
+# The command's pid inside the sandbox: bwrap's own init is 1 (`--unshare-pid`).
+COMMAND_PID_IN_SANDBOX = 2
 STOP_POLL_S = 1.0
 _CGROUP_NAME = re.compile(
     r"^ecoreg-(?P<agent>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<id>[0-9a-f]{12})$"
@@ -69,6 +74,7 @@ class Limits:
     memory_bytes: int = DEFAULT_MEMORY_BYTES
     output_keep_bytes: int = DEFAULT_OUTPUT_KEEP_BYTES
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
+    interrupt_grace_s: float = DEFAULT_INTERRUPT_GRACE_S
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -460,6 +466,46 @@ def _path_reachable_by_sandbox_user(path: Path) -> bool:
     return True
 
 
+def _parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process this host shows."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def _pid_in_innermost_namespace(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                return int(ids[-1]) if len(ids) > 1 else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def sandboxed_command_pid(bwrap_pid: int) -> int | None:
+    """The host pid of the command bwrap runs: bwrap's child is its init (pid 1 inside) and the
+    command is the init's child that is pid 2 inside (other children of the init are orphans
+    it adopted). None when it is gone."""
+    parents = _parent_pids()
+    inits = {pid for pid, parent in parents.items() if parent == bwrap_pid}
+    for pid, parent in sorted(parents.items()):
+        if parent in inits and _pid_in_innermost_namespace(pid) == COMMAND_PID_IN_SANDBOX:
+            return pid
+    return None
+
+
 def run_sandboxed(
     *,
     spec: SandboxSpec,
@@ -471,8 +517,10 @@ def run_sandboxed(
     """Run `spec.command`; `sandbox=False` runs it bare (local debugging only).
 
     `on_output` gets every chunk of the command's output as it is read (before any cap).
-    `should_stop` is asked about every `STOP_POLL_S`; once it returns True the run ends like
-    at its wall time limit (SIGTERM, then SIGKILL after the grace) with `stopped` set.
+    At its wall time limit the command itself gets SIGINT (pytest then stops and writes its
+    reports) and, `interrupt_grace_s` later, all its processes SIGKILL; `timed_out` is set.
+    `should_stop` is asked about every `STOP_POLL_S`; once it returns True the run ends at once
+    (SIGTERM to all its processes, SIGKILL after the grace) with `stopped` set.
     Exceptions from either callback are the caller's: they end the run (and its processes).
     """
     limits = limits or Limits.from_environment()
@@ -483,7 +531,12 @@ def run_sandboxed(
     started = time.monotonic()
     process = _start(command=command, env=env, spec=spec, sandbox=sandbox, cgroup=cgroup)
     watch = _RunWatch(
-        process=process, cgroup=cgroup, started=started, timeout_s=spec.timeout_s, limits=limits
+        process=process,
+        cgroup=cgroup,
+        started=started,
+        timeout_s=spec.timeout_s,
+        limits=limits,
+        sandboxed=sandbox,
     )
     try:
         watch.pump(capture=capture, on_output=on_output, should_stop=should_stop, notes=notes)
@@ -564,8 +617,9 @@ def _start(
 
 
 class _RunWatch:
-    """Reads a started run's output until it ends, and ends it: at its wall time limit, or
-    when `should_stop` says so (SIGTERM to all its processes, SIGKILL after the grace)."""
+    """Reads a started run's output until it ends, and ends it: at its wall time limit (SIGINT
+    to the command, SIGKILL to all its processes after the interrupt grace), or when
+    `should_stop` says so (SIGTERM to all its processes, SIGKILL after the kill grace)."""
 
     def __init__(
         self,
@@ -575,12 +629,15 @@ class _RunWatch:
         started: float,
         timeout_s: float,
         limits: Limits,
+        sandboxed: bool,
     ) -> None:
         self.process = process
+        self.sandboxed = sandboxed
         self.cgroup = cgroup
         self.deadline = started + timeout_s
         self.next_stop_poll = started + STOP_POLL_S
         self.kill_grace_s = limits.kill_grace_s
+        self.interrupt_grace_s = limits.interrupt_grace_s
         self.terminated_at: float | None = None
         self.timed_out = False
         self.stopped = False
@@ -615,8 +672,9 @@ class _RunWatch:
     ) -> None:
         if not self.timed_out and not self.stopped and now >= self.deadline:
             self.timed_out = True
-            self.terminated_at = now
-            self._signal_all(signal.SIGTERM)
+            # The kill comes once the interrupt grace is over (`terminated_at` + kill grace).
+            self.terminated_at = now + self.interrupt_grace_s - self.kill_grace_s
+            self._interrupt_command()
         if should_stop is not None and self.terminated_at is None and now >= self.next_stop_poll:
             self.next_stop_poll = now + STOP_POLL_S
             if should_stop():
@@ -630,6 +688,17 @@ class _RunWatch:
     def _wait_s(self, now: float) -> float:
         wait = 0.5 if self.terminated_at is None else 0.1
         return min(wait, max(0.0, self.deadline - now)) if not self.timed_out else wait
+
+    def _interrupt_command(self) -> None:
+        """SIGINT to the command alone: pytest ends the test it is in, writes its JUnit file
+        and plugin report, and exits."""
+        pid = sandboxed_command_pid(self.process.pid) if self.sandboxed else self.process.pid
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _signal_all(self, signum: int) -> None:
         if self.cgroup:

@@ -38,6 +38,7 @@ from ci_runners.agent.contracts import (
     RESULT_TASK,
     RESULTS_QUEUE,
     CellState,
+    ErrorCode,
     HeartbeatMessage,
     Job,
     ProgressMessage,
@@ -326,6 +327,7 @@ class CellChild:
                 error=(
                     f"agent child ended (exit {self.process.returncode}) without a result: {exc}"
                 ),
+                error_code=str(ErrorCode.AGENT_ERROR),
                 log_tail=self.log.recent(),
             )
 

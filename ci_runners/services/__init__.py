@@ -6,6 +6,7 @@
   what follows when cells become final.
 - `fleet`: runner heartbeats and the reaper.
 - `releases`: nightly runs, new PyTorch releases on PyPI, approving targets.
+- `test_configs`: staff's override of a project's discovered test recipe.
 
 Messages to runner hosts go out with `transaction.on_commit`, by task name (see
 `ci_runners.broker`).
@@ -32,11 +33,21 @@ from ci_runners.services.runs import (
     compat_run_request,
     compat_runs_request_for_projects,
 )
+from ci_runners.services.test_configs import (
+    OVERRIDE_FIELDS,
+    TestConfigInvalid,
+    TestOverride,
+    project_test_config_update,
+    test_override_clean,
+    test_override_of,
+)
 
 __all__ = [
-    "CHUNK", "DEFAULT_TIMEOUT_S", "LOG_FILE_MAX_CHARS", "LOG_TAIL_CHARS", "UNLIMITED",
-    "CompatRunRefused", "cell_record_progress", "cell_record_result", "cell_transition",
+    "CHUNK", "DEFAULT_TIMEOUT_S", "LOG_FILE_MAX_CHARS", "LOG_TAIL_CHARS", "OVERRIDE_FIELDS",
+    "UNLIMITED", "CompatRunRefused", "TestConfigInvalid", "TestOverride",
+    "cell_record_progress", "cell_record_result", "cell_transition",
     "compat_run_cancel", "compat_run_request", "compat_runs_request_for_projects",
-    "nightly_runs", "projects_to_run", "reap_stale_cells", "runner_heartbeat_record",
-    "torch_releases_check", "torch_target_approve",
+    "nightly_runs", "project_test_config_update", "projects_to_run", "reap_stale_cells",
+    "runner_heartbeat_record", "test_override_clean", "test_override_of", "torch_releases_check",
+    "torch_target_approve",
 ]  # fmt: skip

@@ -15,7 +15,13 @@ from django.utils import timezone
 from ci_runners import broker
 from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Result
-from ci_runners.models import CellResult, CompatCell, CompatRun, CompatStatus
+from ci_runners.models import (
+    SUITE_SHRINK_RATIO,
+    CellResult,
+    CompatCell,
+    CompatRun,
+    CompatStatus,
+)
 from ci_runners.services.dispatch import cells_dispatch_waiting
 from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
 from registry.models import Project
@@ -100,13 +106,8 @@ def cell_record_result(
         if existing is not None:
             return existing
         applies = 1 <= attempt <= cell.attempt and cell.state not in FINAL_STATES
-        stored = CellResult.objects.create(
-            cell=cell,
-            attempt=attempt,
-            runner_name=runner[:200],
-            state=str(outcome.state),
-            payload=outcome.to_dict(),
-            applied=applies,
+        stored = _store_result(
+            cell=cell, attempt=attempt, runner=runner, outcome=outcome, applied=applies
         )
         if not applies:
             return stored
@@ -137,6 +138,8 @@ def cell_record_result(
             error=outcome.error or "",
             log_tail=(outcome.log_tail or log)[-LOG_TAIL_CHARS:],
             log_file=cell.log_file,
+            **_reported_fields(outcome),
+            **_suite_shrink(cell=cell, collected=_collected(outcome)),
         )
         if outcome.commit and not cell.run.resolved_commit:
             CompatRun.objects.filter(pk=cell.run_id, resolved_commit="").update(
@@ -144,6 +147,93 @@ def cell_record_result(
             )
         cells_finalize(cells=[cell])
     return stored
+
+
+def _store_result(
+    *, cell: CompatCell, attempt: int, runner: str, outcome: Result, applied: bool
+) -> CellResult:
+    """The per-attempt copy: the result as reported, its lock in a field of its own."""
+    payload = outcome.to_dict()
+    lock = payload.pop("lock", None)
+    return CellResult.objects.create(
+        cell=cell,
+        attempt=attempt,
+        runner_name=runner[:200],
+        state=str(outcome.state),
+        payload=payload,
+        applied=applied,
+        error_code=_text(outcome.error_code, 40),
+        tests_collected=_collected(outcome),
+        recipe_hash=_recipe_hash(outcome),
+        lock=[str(line) for line in lock] if isinstance(lock, list) else [],
+        lock_hash=_text(outcome.lock_hash, 80),
+    )
+
+
+def _text(value: object, limit: int) -> str:
+    return str(value)[:limit] if value else ""
+
+
+def _collected(outcome: Result) -> int | None:
+    """`tests_collected` when it is a count (an older agent sends none, a broken one junk)."""
+    value = outcome.tests_collected
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _recipe_hash(outcome: Result) -> str:
+    recipe = outcome.recipe if isinstance(outcome.recipe, dict) else {}
+    return _text(recipe.get("hash"), 80)
+
+
+def _reported_fields(outcome: Result) -> dict[str, Any]:
+    """What newer agents report besides the counts; an older agent's defaults are empty."""
+    recipe = outcome.recipe if isinstance(outcome.recipe, dict) else {}
+    needs_network = outcome.needs_network if isinstance(outcome.needs_network, list) else []
+    return {
+        "error_code": _text(outcome.error_code, 40),
+        "tests_collected": _collected(outcome),
+        "needs_network": needs_network,
+        "recipe": recipe,
+        "recipe_hash": _recipe_hash(outcome),
+        "lock_hash": _text(outcome.lock_hash, 80),
+    }
+
+
+def _suite_shrink(*, cell: CompatCell, collected: int | None) -> dict[str, Any]:
+    """`suite_shrunk` and its figures: the cell collected more than SUITE_SHRINK_RATIO fewer
+    tests than the same project's latest finished cell on another target (an applicant's
+    repository: the same source) that collected any."""
+    if collected is None:
+        return {"suite_shrunk": False, "suite_shrink": None}
+    others = CompatCell.objects.filter(
+        tests_collected__gt=0, finished_at__isnull=False, state__in=RESULT_STATES
+    ).exclude(target_id=cell.target_id)
+    if cell.project_id is not None:
+        others = others.filter(project_id=cell.project_id)
+    else:
+        others = others.filter(project__isnull=True, run__source_url=cell.run.source_url)
+    reference = (
+        others.exclude(pk=cell.pk)
+        .select_related("target")
+        .order_by("-finished_at", "-pk")
+        .only("pk", "tests_collected", "target")
+        .first()
+    )
+    if reference is None or reference.tests_collected is None:
+        return {"suite_shrunk": False, "suite_shrink": None}
+    if collected >= reference.tests_collected * (1 - SUITE_SHRINK_RATIO):
+        return {"suite_shrunk": False, "suite_shrink": None}
+    return {
+        "suite_shrunk": True,
+        "suite_shrink": {
+            "collected": collected,
+            "reference": reference.tests_collected,
+            "reference_cell": reference.pk,
+            "reference_target": reference.target.label,
+        },
+    }
 
 
 def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
@@ -181,20 +271,34 @@ def cells_finalize(*, cells: list[CompatCell]) -> None:
         _maybe_finish_run(run_id=run_id)
 
 
+# What the latest final cell on a torch version says of the project on that version. Errored
+# (infrastructure) and cancelled cells say nothing: the version is in none of the lists.
+WORKS_WITH_STATES = frozenset({CellState.PASSED})
+BREAKS_WITH_STATES = frozenset({CellState.FAILED, CellState.TIMED_OUT})
+NOT_INSTALLABLE_STATES = frozenset({CellState.NOT_INSTALLABLE})
+
+
 def _push_summary(*, project: Project) -> None:
     statuses = CompatStatus.objects.filter(
         project=project, last_final_cell__isnull=False
     ).select_related("target", "last_final_cell")
-    works, breaks = [], []
+    works, breaks, not_installable = [], [], []
     for status in statuses:
         if status.last_final_cell is None:
             continue
         state = status.last_final_cell.state
-        if state == CellState.PASSED:
+        if state in WORKS_WITH_STATES:
             works.append(status.target.version)
-        elif state in (CellState.FAILED, CellState.TIMED_OUT):
+        elif state in BREAKS_WITH_STATES:
             breaks.append(status.target.version)
-    project_set_compat_summary(project=project, works_with=works, breaks_with=breaks)
+        elif state in NOT_INSTALLABLE_STATES:
+            not_installable.append(status.target.version)
+    project_set_compat_summary(
+        project=project,
+        works_with=works,
+        breaks_with=breaks,
+        not_installable_with=not_installable,
+    )
 
 
 def _maybe_finish_run(*, run_id: int) -> None:

@@ -52,6 +52,8 @@ def _job_for(*, cell: CompatCell) -> Job:
             env={str(k): str(v) for k, v in config.env.items()},
             copy_tests=config.copy_tests or None,
             needs_gpu=config.needs_gpu,
+            groups=list(config.groups) if config.groups is not None else None,
+            deselect=[str(marker) for marker in config.deselect or ()],
         )
         timeout_s = float(config.timeout_s)
     return Job(
@@ -67,7 +69,14 @@ def _job_for(*, cell: CompatCell) -> Job:
         timeout_s=timeout_s,
         find_links=list(target.find_links),
         index_urls=list(target.index_urls),
+        cache_scope=cache_scope_of(project),
     )
+
+
+def cache_scope_of(project: Project | None) -> str | None:
+    """Who shares a torch.compile cache: a registry project's cells (one key per project, stable
+    across runs); an applicant's repository (no project) gets a fresh cache every time."""
+    return f"project-{project.pk}" if project is not None else None
 
 
 def cells_publish_on_commit(*, cell_ids: list[int]) -> None:

@@ -85,7 +85,13 @@ def reap_stale_cells(*, silent_s: float | None = None, now: datetime | None = No
                 cell.save(update_fields=["dispatched_at"])
                 resent.append(cell.pk)
             elif cell.attempt >= MAX_ATTEMPTS:
-                cell_transition(cell=cell, to=CellState.ERRORED, finished_at=now, error=fate)
+                cell_transition(
+                    cell=cell,
+                    to=CellState.ERRORED,
+                    finished_at=now,
+                    error=fate,
+                    error_code=contracts.ErrorCode.RUNNER_LOST.value,
+                )
                 lost.append(cell)
             else:
                 attempt = cell.attempt + 1

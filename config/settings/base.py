@@ -304,6 +304,7 @@ COMPAT_DEFAULT_MAX_CONCURRENT = env.int("COMPAT_DEFAULT_MAX_CONCURRENT", default
 PYPI_JSON_URL = env("PYPI_JSON_URL", default="https://pypi.org/pypi/{name}/json")
 PYPI_TIMEOUT_S = env.int("PYPI_TIMEOUT_S", default=20)
 PROJECT_PAGE_FRAGMENTS.append("ci_runners:project_matrix")
+PROJECT_PAGE_FRAGMENTS.append("ci_runners:project_testing")
 CELERY_BEAT_SCHEDULE.update(
     {
         "ci_runners.reap_stale_cells": {

@@ -50,14 +50,30 @@ def logo_url(project) -> str:
     return reverse("registry:logo_card", kwargs={"sha256": sha256}) if sha256 else ""
 
 
+# How a card shows each outcome of a project's latest cell on a PyTorch version.
+COMPAT_OUTCOMES = {
+    "passes": ("✓", "passes on"),
+    "fails": ("✗", "fails on"),
+    "not-installable": ("⊘", "cannot be installed with"),
+}
+
+
 @register.filter
 def compat_results(project) -> list[dict]:
     """The project's latest compatibility result per PyTorch version, oldest version first:
-    `[{"version": "2.14.1", "passed": False}, ...]`."""
-    results = {str(version): True for version in project.works_with or ()}
-    results.update({str(version): False for version in project.breaks_with or ()})
+    `[{"version": "2.14.1", "passed": False, "outcome": "fails", "symbol": "✗",
+    "title": "fails on"}, ...]`. Versions whose cell errored (infrastructure) are not shown."""
+    results = {str(version): "passes" for version in project.works_with or ()}
+    results.update({str(v): "not-installable" for v in project.not_installable_with or ()})
+    results.update({str(version): "fails" for version in project.breaks_with or ()})
     return [
-        {"version": version, "passed": results[version]}
+        {
+            "version": version,
+            "passed": results[version] == "passes",
+            "outcome": results[version],
+            "symbol": COMPAT_OUTCOMES[results[version]][0],
+            "title": COMPAT_OUTCOMES[results[version]][1],
+        }
         for version in sorted(results, key=version_sort_key)
     ]
 

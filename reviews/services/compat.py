@@ -23,6 +23,8 @@ from reviews.services.results import criterion_result_record
 
 logger = logging.getLogger(__name__)
 
+EVIDENCE_FIRST = frozenset({CellState.FAILED, CellState.TIMED_OUT, CellState.NOT_INSTALLABLE})
+
 
 def review_compat_run_request(
     *, project: Project | None, source_url: str, on_complete_kwargs: dict[str, int]
@@ -64,8 +66,11 @@ def compat_run_record(
 
 def _measure_run(run_id: int) -> list[checks.Measurement]:
     cells = list(CompatCell.objects.filter(run_id=run_id).select_related("target"))
-    failing = [c for c in cells if c.state != CellState.PASSED]
-    evidence_cell = failing[0] if failing else (cells[0] if cells else None)
+    # The evidence: a cell that counts against the project first, then one that could not be
+    # judged (infrastructure), then any.
+    against = [c for c in cells if c.state in EVIDENCE_FIRST]
+    unjudged = [c for c in cells if c.state != CellState.PASSED]
+    evidence_cell = next(iter(against or unjudged or cells), None)
     return checks.compat_measurements(
         cells, run_url=_cell_url(evidence_cell.pk if evidence_cell else None)
     )

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import textwrap
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,3 +117,38 @@ def make_project(tmp_path_factory: pytest.TempPathFactory) -> ProjectFactory:
         return repo
 
     return make
+
+
+def make_wheel(
+    directory: Path,
+    *,
+    name: str,
+    version: str,
+    requires: tuple[str, ...] = (),
+    extras: tuple[str, ...] = (),
+    requires_python: str | None = None,
+) -> Path:
+    """A tiny pure-Python wheel (`<name>/__init__.py` with `VERSION`), written with zipfile:
+    a package for a local find-links dir, with the dependencies it declares."""
+    module = name.replace("-", "_")
+    dist = f"{module}-{version}"
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    metadata += [f"Requires-Python: {requires_python}"] if requires_python else []
+    metadata += [f"Provides-Extra: {extra}" for extra in extras]
+    metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist}.dist-info/METADATA": "\n".join(metadata) + "\n",
+        f"{dist}.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: ecoreg-tests\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
+    }
+    record = [f"{path},," for path in files] + [f"{dist}.dist-info/RECORD,,"]
+    files[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel

@@ -57,14 +57,79 @@ def test_run_prints_one_json_object(make_project, work_root, require_sandbox):
         "--json",
     )
 
-    assert completed.returncode == 0, completed.stderr
+    assert completed.returncode == 1, completed.stderr  # the exit status of a failed result
     result = json.loads(completed.stdout)
     assert result["state"] == "failed"
     assert result["exit_code"] == 1
     assert result["counts"]["passed"] == 1
     assert result["counts"]["failed"] == 1
-    assert result["failures"][0]["test"] == "tests.test_a::test_fails"
+    assert result["failures"][0]["test"] == "tests/test_a.py::test_fails"
     assert result["timings"]["env_cache_hit"] is True
+
+
+def _run_args(repo, work_root, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--source",
+        str(repo),
+        "--torch",
+        "2.13.0",
+        "--variant",
+        "cpu",
+        "--work-root",
+        str(work_root),
+        "--json",
+        *extra,
+    ]
+
+
+EXIT_CASES = {
+    "passed": ({"tests/test_a.py": "def test_a():\n    pass\n"}, [], 0),
+    "timed_out": (
+        {"tests/test_a.py": "import time\n\n\ndef test_a():\n    time.sleep(3600)\n"},
+        ["--timeout", "10"],
+        4,
+    ),
+    "not_installable": (
+        {
+            "tests/test_a.py": "def test_a():\n    pass\n",
+            "pyproject.toml": """
+                [build-system]
+                requires = ["hatchling"]
+                build-backend = "hatchling.build"
+
+                [project]
+                name = "cliexit-not-installable"
+                version = "0.1.0"
+                dependencies = ["torch<2.0"]
+
+                [tool.hatch.build.targets.wheel]
+                packages = ["src/cliexit_not_installable"]
+            """,
+        },
+        [],
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("state", list(EXIT_CASES))
+def test_exit_status_follows_the_result_state(state, make_project, work_root, require_sandbox):
+    files, extra, status = EXIT_CASES[state]
+    repo = make_project(name=f"cliexit-{state.replace('_', '-')}", files=files)
+
+    completed = _cli(*_run_args(repo, work_root, *extra))
+
+    assert json.loads(completed.stdout)["state"] == state, completed.stderr
+    assert completed.returncode == status
+
+
+def test_errored_result_exits_3(work_root, tmp_path):
+    completed = _cli(*_run_args(tmp_path / "no-such-source", work_root))
+
+    result = json.loads(completed.stdout)
+    assert (result["state"], result["error_code"]) == ("errored", "checkout_failed")
+    assert completed.returncode == 3
 
 
 @pytest.mark.parametrize(

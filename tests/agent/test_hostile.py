@@ -31,7 +31,8 @@ HOSTILE_TESTS = {
             with open("/proc/self/environ", "rb") as handle:
                 assert b"s3cr3t" not in handle.read()
             allowed = {"PATH", "HOME", "LANG", "VIRTUAL_ENV", "PYTHONPATH", "ECOREG_REPORT_PATH",
-                       "SECRET_PATHS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", "PWD"}
+                       "SECRET_PATHS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", "PWD",
+                       "ECOREG_EXPECTED_TORCH"}
             assert set(os.environ) <= allowed, set(os.environ) - allowed
             assert os.getuid() != 0 and os.geteuid() != 0
     """,

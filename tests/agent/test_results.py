@@ -1,12 +1,18 @@
-"""Untrusted JUnit XML: valid, truncated, huge and entity-expanding reports."""
+"""Untrusted JUnit XML (valid, truncated, huge and entity-expanding reports), the plugin's
+report, and the verdict drawn from a run's exit and both reports."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from ci_runners.agent.contracts import CellState, ErrorCode
 from ci_runners.agent.results import (
     JunitParseError,
+    RunEnd,
     apply_xfail_outcomes,
+    judge_run,
     parse_junit,
     read_plugin_report,
 )
@@ -133,3 +139,192 @@ def test_broken_plugin_report_never_crashes(tmp_path, text):
     report = read_plugin_report(path=path)
 
     assert isinstance(report, dict)
+
+
+# --- the verdict on a run ------------------------------------------------------------------------
+
+ONE_FAILURE = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest">
+<testcase classname="tests.test_a" name="test_pass"/>
+<testcase classname="tests.test_a" name="test_net"><failure message="gai">t</failure></testcase>
+<testcase classname="tests.test_a" name="test_real"><failure message="boom">t</failure></testcase>
+</testsuite></testsuites>
+"""
+
+
+def _report(tmp_path, data: dict) -> dict:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
+    return read_plugin_report(path=path)
+
+
+def _end(tmp_path, *, exit_code, report, junit=ONE_FAILURE, timed_out=False, output=""):
+    junit_path = tmp_path / "junit.xml"
+    if junit is not None:
+        junit_path.write_text(junit)
+    return RunEnd(
+        exit_code=exit_code,
+        timed_out=timed_out,
+        timeout_s=60,
+        junit_path=junit_path,
+        plugin_report=report,
+        output_tail=output,
+    )
+
+
+TORCH_OK = {"expected": "2.13.0+cpu", "actual": "2.13.0+cpu", "ok": True}
+
+
+def _failure(test, *, when="call", network=False, message="boom"):
+    return {"test": test, "when": when, "message": message, "network": network}
+
+
+def test_network_failures_leave_failures_and_counts(tmp_path):
+    report = _report(
+        tmp_path,
+        {
+            "torch_check": TORCH_OK,
+            "failures": [
+                _failure("tests/test_a.py::test_net", network=True, message="socket.gaierror: x"),
+                _failure("tests/test_a.py::test_real"),
+            ],
+        },
+    )
+
+    verdict = judge_run(_end(tmp_path, exit_code=1, report=report))
+
+    assert verdict.state == CellState.FAILED
+    assert verdict.counts["failed"] == 1
+    assert verdict.failures == [{"test": "tests/test_a.py::test_real", "message": "boom"}]
+    assert verdict.needs_network == [
+        {"test": "tests/test_a.py::test_net", "message": "socket.gaierror: x"}
+    ]
+
+
+def test_only_network_failures_is_passed(tmp_path):
+    junit = ONE_FAILURE.replace(
+        '<testcase classname="tests.test_a" name="test_real"><failure message="boom">t</failure>'
+        "</testcase>",
+        "",
+    )
+    report = _report(
+        tmp_path,
+        {
+            "torch_check": TORCH_OK,
+            "failures": [_failure("tests/test_a.py::test_net", network=True)],
+        },
+    )
+
+    verdict = judge_run(_end(tmp_path, exit_code=1, report=report, junit=junit))
+
+    assert (verdict.state, verdict.error_code) == (CellState.PASSED, None)
+    assert verdict.counts["failed"] == 0
+
+
+def test_torch_mismatch_wins_over_everything(tmp_path):
+    check = {"expected": "2.13.0+cpu", "actual": "2.12.0", "ok": False, "message": "2.12.0 ran"}
+    report = _report(tmp_path, {"torch_check": check, "failures": [_failure("t.py::t")]})
+
+    for exit_code in (0, 1, 2):
+        verdict = judge_run(_end(tmp_path, exit_code=exit_code, report=report))
+
+        assert (verdict.state, verdict.error_code) == (CellState.ERRORED, ErrorCode.TORCH_MISMATCH)
+        assert verdict.counts == dict.fromkeys(verdict.counts, 0)
+        assert verdict.failures == []
+
+
+def test_passed_run_without_the_plugins_word_on_torch_is_not_trusted(tmp_path):
+    verdict = judge_run(_end(tmp_path, exit_code=0, report={}))
+
+    assert (verdict.state, verdict.error_code) == (CellState.ERRORED, ErrorCode.TEST_RUN_BROKEN)
+    assert "which torch ran is unknown" in verdict.error
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "code"),
+    [
+        (2, ErrorCode.TEST_RUN_BROKEN),  # interrupted, but not by a collection error
+        (3, ErrorCode.TEST_RUN_BROKEN),
+        (4, ErrorCode.BAD_RECIPE),
+        (5, ErrorCode.NO_TESTS),
+        (-9, ErrorCode.TEST_RUN_BROKEN),
+        (77, ErrorCode.TEST_RUN_BROKEN),
+    ],
+)
+def test_exits_that_are_no_test_outcome_are_errored_with_a_code(tmp_path, exit_code, code):
+    report = _report(tmp_path, {"torch_check": TORCH_OK})
+
+    verdict = judge_run(_end(tmp_path, exit_code=exit_code, report=report, junit=None))
+
+    assert (verdict.state, verdict.error_code) == (CellState.ERRORED, code)
+
+
+def test_usage_error_says_what_pytest_refused(tmp_path):
+    output = "ERROR: file or directory not found: nowhere\n\n===== no tests ran in 0.01s =====\n"
+
+    verdict = judge_run(_end(tmp_path, exit_code=4, report={}, junit=None, output=output))
+
+    assert verdict.error == (
+        "pytest exit 4: pytest usage error; ERROR: file or directory not found: nowhere"
+    )
+
+
+def test_timed_out_run_does_not_count_the_interrupted_test_as_passed(tmp_path):
+    report = _report(
+        tmp_path,
+        {
+            "torch_check": TORCH_OK,
+            "failures": [_failure("tests/test_a.py::test_real")],
+            "interrupted": ["tests/test_a.py::test_pass"],
+        },
+    )
+    junit = ONE_FAILURE
+
+    verdict = judge_run(_end(tmp_path, exit_code=None, report=report, junit=junit, timed_out=True))
+
+    assert verdict.state == CellState.TIMED_OUT
+    assert verdict.counts["passed"] == 0
+    assert verdict.counts["failed"] == 2
+    assert "interrupted in tests/test_a.py::test_pass" in verdict.error
+
+
+def test_collection_error_is_a_failure(tmp_path):
+    junit = (
+        '<testsuites><testsuite name="pytest"><testcase classname="" name="tests.test_ops">'
+        '<error message="collection failure">trace</error></testcase></testsuite></testsuites>'
+    )
+    message = "ImportError: cannot import name 'Foo' from 'torch.nn'"
+    report = _report(
+        tmp_path,
+        {
+            "torch_check": TORCH_OK,
+            "failures": [_failure("tests/test_ops.py", when="collect", message=message)],
+        },
+    )
+
+    verdict = judge_run(_end(tmp_path, exit_code=2, report=report, junit=junit))
+
+    assert (verdict.state, verdict.error_code) == (CellState.FAILED, None)
+    assert verdict.counts["errors"] == 1
+    assert verdict.failures == [{"test": "tests/test_ops.py", "message": message}]
+
+
+def test_plugin_report_fields_are_checked(tmp_path):
+    report = _report(
+        tmp_path,
+        {
+            "failures": [{"test": "a.py::t", "network": "yes"}, "junk", {"message": "no test"}],
+            "tests_collected": "12",
+            "torch_check": {"ok": "true"},
+            "conftest_error": {"test": ""},
+            "interrupted": "a.py::t",
+        },
+    )
+
+    assert report["failures"] == [
+        {"test": "a.py::t", "when": "call", "message": "", "network": False}
+    ]
+    assert report["tests_collected"] is None
+    assert report["torch_check"]["ok"] is False
+    assert report["conftest_error"] is None
+    assert report["interrupted"] == []

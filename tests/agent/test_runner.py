@@ -132,7 +132,7 @@ def test_torch_2141(torch_project, work_root, require_sandbox):
         "xfailed": 1,
         "xpassed": 1,
     }
-    assert [f["test"] for f in result.failures] == ["tests.test_torch::test_only_on_213"]
+    assert [f["test"] for f in result.failures] == ["tests/test_torch.py::test_only_on_213"]
     assert "2.14.1" in result.failures[0]["message"]
     assert _autocast_warning(result)["torch_api"] is True
     assert result.environment["torch"].startswith("2.14.1")
@@ -172,9 +172,13 @@ def test_ref_by_branch_and_by_sha(make_project, work_root, require_sandbox):
         job=_job(repo, ref="feature", test_config=TestConfig()), work_root=work_root
     )
     on_first = run_job(job=_job(repo, ref=first, test_config=TestConfig()), work_root=work_root)
+    by_short_sha = run_job(
+        job=_job(repo, ref=first[:7], test_config=TestConfig()), work_root=work_root
+    )
 
     assert (on_feature.commit, on_feature.state) == (feature, CellState.FAILED)
     assert (on_first.commit, on_first.state) == (first, CellState.PASSED)
+    assert (by_short_sha.commit, by_short_sha.state) == (first, CellState.PASSED)
 
 
 def test_clone_failure_is_an_infrastructure_error(work_root, tmp_path):
@@ -194,6 +198,7 @@ def test_env_build_failure_is_an_infrastructure_error(make_project, work_root, r
     assert result.state == CellState.ERRORED
     assert result.error.startswith("env build failed:")
     assert "no-such-package-ecoreg" in result.error
+    assert result.error_code == "env_build_failed"
 
 
 def test_no_tests_collected_is_errored(make_project, work_root, require_sandbox):

@@ -27,6 +27,7 @@ def landscape(db):
         description="Geospatial datasets",
         works_with=["2.13", "2.14"],
         breaks_with=["2.12"],
+        not_installable_with=["2.15"],
         review_state="accepted",
     )
     ProjectFactory(slug="deepspeed", name="DeepSpeed", kind="hosted", category=training)
@@ -73,6 +74,7 @@ def test_project_detail(api, landscape):
     data = response.json()
     assert data["works_with"] == ["2.13", "2.14"]
     assert data["breaks_with"] == ["2.12"]
+    assert data["not_installable_with"] == ["2.15"]  # does not work with it; not an error
     assert data["review_state"] == "accepted"
     assert data["repository"] == "microsoft/torchgeo"
     assert data["category"]["path"] == "Modeling / Vision"

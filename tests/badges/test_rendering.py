@@ -161,6 +161,28 @@ def test_endpoint_json_follows_the_shields_schema():
             "fails 2.13, 2.14",
             "red",
         ),
+        (
+            "compat",
+            ProjectSummary(
+                "ecosystem", "active", works_with=("2.13",), not_installable_with=("2.14",)
+            ),
+            "2.13, not installable 2.14",
+            "orange",
+        ),
+        (
+            "compat",
+            ProjectSummary("ecosystem", "active", not_installable_with=("2.14",)),
+            "not installable 2.14",
+            "orange",
+        ),
+        (
+            "compat",
+            ProjectSummary(
+                "ecosystem", "active", breaks_with=("2.13",), not_installable_with=("2.14",)
+            ),
+            "fails 2.13, not installable 2.14",
+            "red",
+        ),
         ("compat", ProjectSummary("ecosystem", "active"), "untested", "lightgrey"),
         ("review", ProjectSummary("ecosystem", "active"), "none", "lightgrey"),
         (

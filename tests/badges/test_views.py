@@ -140,6 +140,23 @@ def test_compat_change_drops_the_cached_badges(client):
     assert client.get(url("torchgeo", "compat"), HTTP_IF_NONE_MATCH=etag).status_code == 200
 
 
+def test_a_version_the_project_cannot_be_installed_with_shows_on_both_formats(client):
+    """SVG and JSON say "not installable" in orange: a compatibility fact, never an error."""
+    project = ProjectFactory(slug="torchgeo", works_with=["2.13"])
+    assert message_of(client, "torchgeo", "compat") == "2.13"
+    services.project_set_compat_summary(
+        project=project, works_with=["2.13"], breaks_with=[], not_installable_with=["2.14"]
+    )
+    document = json.loads(client.get(url("torchgeo", "compat", "json")).content)
+    assert document["message"] == "2.13, not installable 2.14"
+    assert document["color"] == "orange"
+    svg = ElementTree.fromstring(client.get(url("torchgeo", "compat", "svg")).content)
+    title = svg.find("{http://www.w3.org/2000/svg}title").text
+    assert title == "pytorch: 2.13, not installable 2.14"
+    assert "error" not in client.get(url("torchgeo", "compat", "svg")).content.decode()
+    assert '#fe7d37"' in client.get(url("torchgeo", "compat", "svg")).content.decode()
+
+
 def test_review_change_drops_the_cached_badges(client):
     project = ProjectFactory(slug="torchgeo")
     assert message_of(client, "torchgeo", "review") == "none"

@@ -54,3 +54,18 @@ def test_demo_sets_up_two_git_projects_and_two_targets(
         call_command("demo_compat", "--root", str(tmp_path))
     assert CompatRun.objects.count() == 2
     assert broker.client().llen("runner.cpu") == 4
+
+
+def test_the_run_summary_says_why_a_cell_errored_and_flags_a_shrunk_suite():
+    from ci_runners.management.commands.compat_run import cell_summary
+
+    base = {"target": "2.14.1 py3.11", "counts": {}, "error": "", "error_code": "",
+            "suite_shrunk": False}  # fmt: skip
+    errored = {**base, "state": "errored", "error_code": "runner_lost", "error": "runner lost"}
+    assert (
+        cell_summary(errored) == "2.14.1 py3.11: errored [runner_lost] (infrastructure) runner lost"
+    )
+    not_installable = {**base, "state": "not_installable", "error": "needs torch<2.14"}
+    assert cell_summary(not_installable) == "2.14.1 py3.11: not_installable (needs torch<2.14)"
+    shrunk = {**base, "state": "passed", "counts": {"passed": 8}, "suite_shrunk": True}
+    assert cell_summary(shrunk).endswith("WARNING: fewer tests collected than on another version")

@@ -289,6 +289,10 @@ def test_a_real_run_on_two_torch_versions_records_each_result_once(
     assert broken.environment["torch"].startswith("2.14.1")
     assert {ok.runner_name, broken.runner_name} == {"agent-1"}
     assert CellResult.objects.filter(cell__run=run).count() == 2
+    # What the agent counted reaches the cell and its per-attempt copy; equal suites: no shrink.
+    assert ok.tests_collected == broken.tests_collected == 2
+    assert CellResult.objects.get(cell=ok).tests_collected == 2
+    assert not ok.suite_shrunk and not broken.suite_shrunk
     assert ok.timings["env_s"] is not None and ok.commit
     project.refresh_from_db()
     assert project.works_with == ["2.13.0"] and project.breaks_with == ["2.14.1"]

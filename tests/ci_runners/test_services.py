@@ -229,6 +229,7 @@ def test_reaper_requeues_a_silent_cell_then_errors_after_three_attempts(
         else:
             assert report["errored"] == [cell.pk]
             assert cell.state == CellState.ERRORED and cell.error == "runner lost"
+            assert cell.error_code == "runner_lost"  # infrastructure, said as a code
     run.refresh_from_db()
     assert run.finished_at is not None
 

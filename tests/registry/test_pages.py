@@ -194,6 +194,37 @@ def test_breaks_with_the_latest_pytorch_filter(client, db):
     assert "Breaks with the latest PyTorch (2.14.1)" in body
 
 
+def test_cards_show_a_version_the_project_cannot_be_installed_with(client, db):
+    """Not installable is shown as its own outcome (not a failure, not hidden), and a version
+    only a not-installable result names still counts as the latest tested."""
+    ProjectFactory(
+        slug="pinned",
+        name="Pinned",
+        works_with=["2.13.0"],
+        not_installable_with=["2.15.0"],
+    )
+    body = client.get(reverse("registry:landscape")).content.decode()
+    card = article(body, "Pinned")
+    assert "✓ 2.13.0" in card and "⊘ 2.15.0" in card
+    assert 'class="pill not-installable latest"' in card
+    assert 'title="cannot be installed with PyTorch 2.15.0 (the latest)"' in card
+    assert "latest PyTorch tested: 2.15.0" in body
+
+
+def test_not_installable_with_the_latest_counts_as_not_working_with_it(client, db):
+    ProjectFactory(slug="pinned", name="Pinned", works_with=["2.13.0"],
+                   not_installable_with=["2.14.1"])  # fmt: skip
+    ProjectFactory(slug="fine", name="Fine", works_with=["2.14.1"])
+    landscape = reverse("registry:landscape")
+    assert names(client.get(landscape, {"breaks": "latest"})) == {"Pinned"}
+
+
+def test_the_project_page_names_versions_it_cannot_be_installed_with(client, db):
+    project = ProjectFactory(slug="pinned", name="Pinned", not_installable_with=["2.14.1"])
+    body = client.get(project.get_absolute_url()).content.decode()
+    assert "<dt>Not installable with PyTorch</dt><dd>2.14.1</dd>" in body
+
+
 def test_breaks_filter_with_no_result_at_all_shows_nothing(client, db):
     ProjectFactory(slug="untested", name="Untested")
     assert names(client.get(reverse("registry:landscape"), {"breaks": "latest"})) == set()

@@ -81,6 +81,57 @@ def test_an_errored_cell_leaves_the_criteria_unknown(checked):
     assert checked.results.get(criterion=8).outcome == "unknown"
 
 
+def test_a_cell_not_installable_on_a_current_release_counts_against_pytorch_support(checked):
+    """Not installable is a compatibility fact (the project's metadata excludes that torch),
+    not infrastructure: criterion 1 is unmet, and the evidence says why."""
+    finish(
+        checked.compat_run_id,
+        {"2.13.0": "passed", "2.14.1": "not_installable"},
+        counts={"passed": 0, "failed": 0},
+    )
+    CompatCell.objects.filter(run_id=checked.compat_run_id, target__version="2.13.0").update(
+        counts={"passed": 12, "failed": 0}
+    )
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
+    one, eight = checked.results.get(criterion=1), checked.results.get(criterion=8)
+    assert one.outcome == "unmet" and eight.outcome == "unmet"
+    assert "cannot be installed with PyTorch 2.14.1" in one.evidence_value
+    assert one.check_state == "measured"  # a finding, not a check that could not run
+    not_installable = CompatCell.objects.get(run_id=checked.compat_run_id, target__version="2.14.1")
+    assert one.evidence_url == f"/runs/cells/{not_installable.pk}/"
+
+
+def test_not_installable_outweighs_an_infrastructure_error(checked):
+    """Errored counts neither way; not installable on the other release still counts."""
+    finish(checked.compat_run_id, {"2.13.0": "errored", "2.14.1": "not_installable"})
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
+    one = checked.results.get(criterion=1)
+    assert one.outcome == "unmet"
+    assert "cannot be installed with PyTorch 2.14.1" in one.evidence_value
+    assert "2.13.0" not in one.evidence_value
+
+
+def test_an_errored_cell_beside_passes_is_not_held_against_the_project(checked):
+    finish(checked.compat_run_id, {"2.13.0": "errored", "2.14.1": "passed"})
+    tasks.compat_run_finished(run_id=checked.compat_run_id, submission_id=checked.pk)
+    one = checked.results.get(criterion=1)
+    assert one.outcome == "unknown" and "infrastructure error" in one.evidence_value
+
+
+def test_the_review_page_tells_infrastructure_errors_from_not_installable(
+    checked, client, reviewer
+):
+    finish(checked.compat_run_id, {"2.13.0": "errored", "2.14.1": "not_installable"})
+    CompatCell.objects.filter(run_id=checked.compat_run_id, state="errored").update(
+        error_code="sandbox_unavailable"
+    )
+    client.force_login(reviewer)
+    page = client.get(f"/reviews/dashboard/{checked.pk}/").content.decode()
+    assert 'infrastructure: <span class="error-code">sandbox_unavailable</span>' in page
+    assert '<span class="state not_installable">Not installable</span>' in page
+    assert "counts against PyTorch support" in page
+
+
 def test_a_stale_run_is_ignored(checked):
     finish(checked.compat_run_id, {"2.13.0": "failed", "2.14.1": "failed"})
     newer = CompatRun.objects.create(source_url=checked.repository_url, trigger="review")

@@ -34,10 +34,29 @@ def run_as_dict(run: CompatRun) -> dict:
                 "counts": cell.counts,
                 "duration_s": cell.duration_s,
                 "error": cell.error,
+                "error_code": cell.error_code,
+                "tests_collected": cell.tests_collected,
+                "suite_shrunk": cell.suite_shrunk,
+                "recipe_hash": cell.recipe_hash,
             }
             for cell in run.cells.select_related("target").order_by("pk")
         ],
     }
+
+
+def cell_summary(cell: dict) -> str:
+    """One line of a cell: its state (with an errored cell's code, a not-installable cell's
+    reason), its counts, and a warning when its suite shrank."""
+    line = f"{cell['target']}: {cell['state']}"
+    if cell["state"] == "errored":
+        line += f" [{cell['error_code'] or 'no code'}] (infrastructure) {cell['error']}".rstrip()
+    elif cell["state"] == "not_installable" and cell["error"]:
+        line += f" ({cell['error']})"
+    if cell["counts"]:
+        line += f" {cell['counts']}"
+    if cell["suite_shrunk"]:
+        line += " WARNING: fewer tests collected than on another version"
+    return line
 
 
 class Command(BaseCommand):
@@ -82,4 +101,4 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(run_as_dict(run), indent=2))
         elif options["wait"]:
             for cell in run_as_dict(run)["cells"]:
-                self.stdout.write(f"  {cell['target']}: {cell['state']} {cell['counts'] or ''}")
+                self.stdout.write(f"  {cell_summary(cell)}")

@@ -1,0 +1,261 @@
+"""Test overrides: staff's changes to how a project's suite is run, on top of the recipe the
+agent discovers (`contracts.TestConfig`). One writer for the override fields of
+`ProjectTestConfig`; each change leaves an entry in the admin's history (`LogEntry`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import transaction
+from packaging.requirements import InvalidRequirement, Requirement
+
+from ci_runners.models import ProjectTestConfig
+from registry.models import Project
+
+# The fields an override may set, in the order forms and the API show them.
+OVERRIDE_FIELDS = (
+    "extra_requirements",
+    "extras",
+    "groups",
+    "pytest_args",
+    "test_paths",
+    "env",
+    "deselect",
+    "copy_tests",
+)
+MAX_ITEMS = 50
+MAX_ITEM_CHARS = 300
+MAX_ENV_VALUE_CHARS = 1000
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")  # extras, groups
+MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")  # pytest markers, in `-m "not x"`
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# Variables the sandbox and the agent set themselves: an override must not replace them.
+RESERVED_ENV = frozenset({"PATH", "HOME", "PYTHONHOME", "VIRTUAL_ENV", "TMPDIR"})
+RESERVED_ENV_PREFIXES = ("LD_", "UV_", "PIP_")
+
+
+class TestConfigInvalid(Exception):
+    """The override was refused; `errors` maps each field to what is wrong with it."""
+
+    __test__ = False
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class TestOverride:
+    """The override fields of a project's test config (defaults: nothing overridden)."""
+
+    __test__ = False
+
+    extra_requirements: tuple[str, ...] = ()
+    extras: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    pytest_args: tuple[str, ...] = ()
+    test_paths: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    deselect: tuple[str, ...] = ()
+    copy_tests: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return self == TestOverride()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, as the model stores it."""
+        return {
+            "extra_requirements": list(self.extra_requirements),
+            "extras": list(self.extras) if self.extras is not None else None,
+            "groups": list(self.groups) if self.groups is not None else None,
+            "pytest_args": list(self.pytest_args),
+            "test_paths": list(self.test_paths),
+            "env": dict(self.env),
+            "deselect": list(self.deselect),
+            "copy_tests": self.copy_tests,
+        }
+
+
+def test_override_of(config: ProjectTestConfig | None) -> TestOverride:
+    """The override a project's config holds now (nothing when it has no config)."""
+    if config is None:
+        return TestOverride()
+    return TestOverride(
+        extra_requirements=tuple(config.extra_requirements or ()),
+        extras=tuple(config.extras) if config.extras is not None else None,
+        groups=tuple(config.groups) if config.groups is not None else None,
+        pytest_args=tuple(config.pytest_args or ()),
+        test_paths=tuple(config.test_paths or ()),
+        env=tuple(sorted((str(k), str(v)) for k, v in (config.env or {}).items())),
+        deselect=tuple(config.deselect or ()),
+        copy_tests=config.copy_tests or "",
+    )
+
+
+def project_test_config_update(
+    *, project: Project, actor: Any, changes: dict[str, Any]
+) -> ProjectTestConfig:
+    """Set some override fields of the project's test config (creating it when it has none).
+
+    `changes` maps field names of OVERRIDE_FIELDS to new values (lists, a dict for `env`, None
+    for extras/groups = what the recipe discovers). Every field is checked before anything is
+    written; TestConfigInvalid says what is wrong, field by field. Cells already sent keep the
+    config they were sent with; the next run uses the new one.
+    """
+    cleaned = test_override_clean(changes)
+    with transaction.atomic():
+        config, _ = ProjectTestConfig.objects.select_for_update().get_or_create(project=project)
+        before = test_override_of(config).as_dict()
+        changed = [name for name, value in cleaned.items() if before[name] != value]
+        for name in changed:
+            setattr(config, name, cleaned[name])
+        if changed:
+            config.save(update_fields=changed)
+            _log_change(config=config, actor=actor, changed=changed, before=before)
+    return config
+
+
+def _log_change(
+    *, config: ProjectTestConfig, actor: Any, changed: list[str], before: dict[str, Any]
+) -> None:
+    """An entry in the admin's history of this config: who changed which fields, from what."""
+    if not getattr(actor, "pk", None):
+        return
+    after = test_override_of(config).as_dict()
+    message = [
+        {"changed": {"fields": changed}},
+        {"override": {name: {"from": before[name], "to": after[name]} for name in changed}},
+    ]
+    LogEntry.objects.log_actions(
+        user_id=actor.pk,
+        queryset=[config],
+        action_flag=CHANGE,
+        change_message=message,
+        single_object=True,
+    )
+
+
+def test_override_clean(changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes, checked and normalised; raises TestConfigInvalid listing every problem."""
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(changes) - set(OVERRIDE_FIELDS))
+    if unknown:
+        errors["non_field_errors"] = [f"Unknown fields: {', '.join(unknown)}."]
+    cleaned: dict[str, Any] = {}
+    for name in OVERRIDE_FIELDS:
+        if name not in changes:
+            continue
+        try:
+            cleaned[name] = _CLEANERS[name](changes[name])
+        except ValueError as problem:
+            errors[name] = [str(problem)]
+    if errors:
+        raise TestConfigInvalid(errors)
+    return cleaned
+
+
+def _string_list(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise ValueError("Expected a list of strings.")
+    if len(value) > MAX_ITEMS:
+        raise ValueError(f"At most {MAX_ITEMS} entries.")
+    items = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError("Expected a list of strings.")
+        item = item.strip()
+        if not item:
+            raise ValueError("Entries cannot be empty.")
+        if len(item) > MAX_ITEM_CHARS or "\x00" in item or "\n" in item:
+            raise ValueError(f"{item[:40]!r}: one line of at most {MAX_ITEM_CHARS} characters.")
+        items.append(item)
+    return items
+
+
+def _requirements(value: Any) -> list[str]:
+    items = _string_list(value)
+    for item in items:
+        try:
+            requirement = Requirement(item)
+        except InvalidRequirement:
+            raise ValueError(f"{item!r} is not a requirement (e.g. 'scipy>=1.11').") from None
+        if requirement.url:
+            raise ValueError(f"{item!r}: direct URL references are not allowed; name a package.")
+    return items
+
+
+def _names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    items = _string_list(value)
+    for item in items:
+        if not NAME_RE.match(item):
+            raise ValueError(f"{item!r} is not an extra or group name.")
+    return items
+
+
+def _markers(value: Any) -> list[str]:
+    items = _string_list(value)
+    for item in items:
+        if not MARKER_RE.match(item):
+            raise ValueError(f"{item!r} is not a pytest marker name (letters, digits, _).")
+    return items
+
+
+def _pytest_args(value: Any) -> list[str]:
+    return _string_list(value)
+
+
+def _relative_path(item: str) -> str:
+    path = PurePosixPath(item)
+    if path.is_absolute() or ".." in path.parts or "\\" in item:
+        raise ValueError(f"{item!r}: a path inside the repository, without '..'.")
+    return item
+
+
+def _paths(value: Any) -> list[str]:
+    return [_relative_path(item) for item in _string_list(value)]
+
+
+def _copy_tests(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("Expected a folder of the repository, or nothing.")
+    [item] = _string_list([value])
+    return _relative_path(item)
+
+
+def _env(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("Expected an object of NAME: value.")
+    if len(value) > MAX_ITEMS:
+        raise ValueError(f"At most {MAX_ITEMS} variables.")
+    env = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+            raise ValueError(f"{str(name)[:40]!r} is not a variable name (letters, digits, _).")
+        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"{name} is set by the runner and cannot be overridden.")
+        if not isinstance(text, str) or "\x00" in text or len(text) > MAX_ENV_VALUE_CHARS:
+            raise ValueError(f"{name}: a text value of at most {MAX_ENV_VALUE_CHARS} characters.")
+        env[name] = text
+    return env
+
+
+_CLEANERS = {
+    "extra_requirements": _requirements,
+    "extras": _names,
+    "groups": _names,
+    "pytest_args": _pytest_args,
+    "test_paths": _paths,
+    "env": _env,
+    "deselect": _markers,
+    "copy_tests": _copy_tests,
+}
