@@ -347,6 +347,12 @@ class RunnerHost(models.Model):
     current_cell = models.ForeignKey(
         CompatCell, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    cache_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="Disk space of the agent's cache (unknown: older agent)."
+    )
+    isolation = models.CharField(
+        max_length=200, blank=True, help_text="How the agent isolates jobs, as it reports it."
+    )
 
     class Meta:
         ordering = ["name"]

@@ -11,9 +11,12 @@ import json
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
+from ci_runners.agent.checkout import CheckoutError, checkout_source
 from ci_runners.agent.contracts import CLI_EXIT_CODES, CellState, Job, TestConfig
+from ci_runners.agent.recipe import RecipeError, discover_recipe
 from ci_runners.agent.runner import run_job
 from ci_runners.agent.workspace import default_work_root
 
@@ -66,11 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", default=None, help="local version tag, e.g. cpu or cu126")
     run.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
     run.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
-    run.add_argument("--pytest-args", default=[], type=_pytest_args)
-    run.add_argument("--test-path", action="append", default=[], dest="test_paths")
-    run.add_argument("--copy-tests", default=None, metavar="DIR")
-    run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V")
-    run.add_argument("--extra", action="append", default=[], metavar="REQ")
+    _add_override_arguments(run)
     run.add_argument("--work-root", default=None, type=Path)
     run.add_argument(
         "--unsafe-no-sandbox",
@@ -78,7 +77,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="run tests WITHOUT the sandbox (local debugging only)",
     )
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    recipe = commands.add_parser(
+        "recipe", help="print the test recipe discovered from a repository (runs nothing)"
+    )
+    recipe.add_argument("--source", required=True, help="git URL or local path")
+    recipe.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+    _add_override_arguments(recipe)
+    recipe.add_argument("--json", action="store_true", help="print the recipe as one JSON object")
     return parser
+
+
+def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the discovered recipe (as a listing's override does)."""
+    parser.add_argument("--pytest-args", default=[], type=_pytest_args)
+    parser.add_argument("--test-path", action="append", default=[], dest="test_paths")
+    parser.add_argument("--copy-tests", default=None, metavar="DIR")
+    parser.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V")
+    parser.add_argument(
+        "--extra", action="append", default=[], metavar="REQ", help="an extra requirement"
+    )
+    parser.add_argument(
+        "--with-extra",
+        action="append",
+        default=None,
+        dest="extras",
+        metavar="NAME",
+        help="one of the project's own extras to install (instead of the discovered ones)",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=None,
+        dest="groups",
+        metavar="NAME",
+        help="a PEP 735 dependency group to install (instead of the discovered ones)",
+    )
+    parser.add_argument(
+        "--deselect", action="append", default=[], metavar="MARKER", help="deselect a marker"
+    )
+
+
+def _override_of(args: argparse.Namespace) -> TestConfig:
+    return TestConfig(
+        extra_requirements=list(args.extra),
+        extras=args.extras,
+        groups=args.groups,
+        pytest_args=list(args.pytest_args),
+        test_paths=list(args.test_paths),
+        env=dict(args.env),
+        copy_tests=args.copy_tests,
+        deselect=list(args.deselect),
+    )
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -90,13 +139,7 @@ def _run_command(args: argparse.Namespace) -> int:
         torch_variant=args.variant,
         python_version=args.python_version,
         timeout_s=args.timeout,
-        test_config=TestConfig(
-            extra_requirements=list(args.extra),
-            pytest_args=list(args.pytest_args),
-            test_paths=list(args.test_paths),
-            env=dict(args.env),
-            copy_tests=args.copy_tests,
-        ),
+        test_config=_override_of(args),
     )
     work_root = args.work_root or default_work_root()
     result = run_job(job=job, work_root=work_root, sandbox=not args.unsafe_no_sandbox)
@@ -111,7 +154,27 @@ def _run_command(args: argparse.Namespace) -> int:
     return CLI_EXIT_CODES.get(CellState(result.state), CLI_EXIT_CODES[CellState.ERRORED])
 
 
-COMMANDS = {"run": _run_command}
+def _recipe_command(args: argparse.Namespace) -> int:
+    """`recipe`: check the source out into a scratch dir and print its recipe (0), or why there
+    is none (3)."""
+    with tempfile.TemporaryDirectory(prefix="ecoreg-recipe-") as scratch:
+        try:
+            checkout = checkout_source(
+                source=args.source, ref=args.ref, destination=Path(scratch) / "src"
+            )
+            recipe = discover_recipe(checkout=checkout.path, override=_override_of(args))
+        except (CheckoutError, RecipeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return CLI_EXIT_CODES[CellState.ERRORED]
+    data = {"commit": checkout.commit, **recipe.to_dict()}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(json.dumps(data, indent=2))
+    return 0
+
+
+COMMANDS = {"run": _run_command, "recipe": _recipe_command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -332,10 +332,14 @@ class ResultMessage(_Message):
 
 @dataclass(frozen=True, kw_only=True)
 class HeartbeatMessage(_Message):
-    """`HEARTBEAT_TASK`: a runner is alive, what it consumes, and which cell it runs."""
+    """`HEARTBEAT_TASK`: a runner is alive, what it consumes, and which cell it runs; the size
+    of its cache on disk (None: not measured, or an older agent) and how it isolates jobs (a
+    short text, e.g. "bwrap + cgroup v1 pids,memory"; empty from an older agent)."""
 
     name: str
     queues: list[str]
     version: str = ""
     cell_id: int | None = None
     attempt: int | None = None
+    cache_bytes: int | None = None
+    isolation: str = ""

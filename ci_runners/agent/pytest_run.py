@@ -1,22 +1,28 @@
 """The job's pytest run, made ready for the sandbox: its command, dirs, plugin and reports.
 
-pytest runs with the warnings plugin (`warnings_plugin.py`, copied read-only next to the job)
-and writes its JUnit XML and the plugin's report into the work dir, the only dir it may write.
+The run follows the job's test recipe (`recipe.py`). pytest runs with the warnings plugin
+(`warnings_plugin.py`, copied read-only next to the job) and writes its JUnit XML and the
+plugin's report into the work dir. Besides the work dir, the only dir it may write is its
+torch.compile/inductor cache: the project's own, kept per torch build between its cells
+(`compile_cache_dir`), or a fresh one for jobs without a cache scope (applicant runs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ci_runners.agent.contracts import Job
-from ci_runners.agent.environment import BuiltEnvironment
+from ci_runners.agent.environment import BuiltEnvironment, cache_dir
+from ci_runners.agent.recipe import Recipe
 from ci_runners.agent.sandbox import SandboxSpec, give_to_sandbox_user
 from ci_runners.agent.workspace import JobPaths
 
 PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
+COMPILE_CACHE_IN_SANDBOX = "/opt/ecoreg-agent/compile-cache"
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
 
 
@@ -36,20 +42,24 @@ class PytestRun:
 
 
 def prepare_pytest_run(
-    *, job: Job, src: Path, built: BuiltEnvironment, paths: JobPaths, sandbox: bool
+    *, job: Job, recipe: Recipe, src: Path, built: BuiltEnvironment, paths: JobPaths, sandbox: bool
 ) -> PytestRun:
-    """Copy the tests out if asked, place the plugin, hand the work dir to the sandbox's uid,
-    and describe the run (`sandbox=False`: the plugin is loaded from the job dir)."""
-    run_dir, test_paths = _test_run_dir(job=job, src=src, work=paths.work)
+    """Lay out the recipe's run (in the checkout, or in a copy of its tests when the source
+    tree would shadow the installed build), place the plugin and the compile cache, hand the
+    work dir to the sandbox's uid, and describe the run (`sandbox=False`: the plugin is loaded
+    from the job dir)."""
+    run_dir = _test_run_dir(recipe=recipe, src=src, work=paths.work)
     report_dir = paths.work / ".ecoreg"
     report_dir.mkdir()
     junit_path = report_dir / "junit.xml"
     plugin_report_path = report_dir / "plugin-report.json"
     _copy_plugin(plugin_dir=paths.plugin)
+    compile_cache = _compile_cache(job=job, built=built, work=paths.work)
     give_to_sandbox_user(paths.work)
 
     plugin_path = PLUGIN_DIR_IN_SANDBOX if sandbox else str(paths.plugin)
-    env = dict(job.test_config.env)
+    compile_dir = COMPILE_CACHE_IN_SANDBOX if sandbox else str(compile_cache)
+    env = dict(recipe.env)
     env.update(
         {
             "PATH": f"{built.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
@@ -58,8 +68,11 @@ def prepare_pytest_run(
             "ECOREG_REPORT_PATH": str(plugin_report_path),
             # The plugin stops the session if another torch than this one runs.
             "ECOREG_EXPECTED_TORCH": expected_torch(job),
+            "TORCHINDUCTOR_CACHE_DIR": f"{compile_dir}/inductor",
+            "TRITON_CACHE_DIR": f"{compile_dir}/triton",
         }
     )
+    pytest_args = recipe.command(gpu=_runs_on_gpu(job=job, recipe=recipe))[3:]
     command = [
         str(built.python),
         "-m",
@@ -67,8 +80,7 @@ def prepare_pytest_run(
         "-p",
         PLUGIN_MODULE,
         f"--junitxml={junit_path}",
-        *job.test_config.pytest_args,
-        *test_paths,
+        *pytest_args,
     ]
     ro_binds = [built.venv]
     if not str(built.base_prefix).startswith("/usr"):
@@ -79,10 +91,37 @@ def prepare_pytest_run(
         cwd=run_dir,
         ro_binds=ro_binds,
         ro_binds_to={PLUGIN_DIR_IN_SANDBOX: paths.plugin},
+        rw_binds_to={COMPILE_CACHE_IN_SANDBOX: compile_cache},
         env=env,
         timeout_s=job.timeout_s,
     )
     return PytestRun(spec=spec, junit_path=junit_path, plugin_report_path=plugin_report_path)
+
+
+def _runs_on_gpu(*, job: Job, recipe: Recipe) -> bool:
+    """A CUDA job keeps the gpu/cuda-marked tests selected."""
+    variant = job.torch_variant or ""
+    return job.test_config.needs_gpu or recipe.needs_gpu or variant.startswith(("cu", "rocm"))
+
+
+def compile_cache_dir(*, job: Job, torch_build: str) -> Path | None:
+    """The torch.compile/inductor cache kept between a registry project's cells on one torch
+    build (never shared between projects); None for a job without a cache scope."""
+    if not job.cache_scope:
+        return None
+    key = hashlib.sha256(f"{job.cache_scope}\n{torch_build}".encode()).hexdigest()[:24]
+    return cache_dir() / "compile" / key
+
+
+def _compile_cache(*, job: Job, built: BuiltEnvironment, work: Path) -> Path:
+    """The job's compile cache dir, the sandbox uid's: the project's own, or a fresh one in the
+    work dir (applicant and local runs), so a result never depends on another project's."""
+    torch_build = built.torch_version or expected_torch(job)
+    kept = compile_cache_dir(job=job, torch_build=torch_build)
+    directory = kept if kept is not None else work / ".compile-cache"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+    give_to_sandbox_user(directory)
+    return directory
 
 
 def expected_torch(job: Job) -> str:
@@ -105,20 +144,28 @@ def _safe_subpath(*, base: Path, relative: str) -> Path:
     return candidate
 
 
-def _test_run_dir(*, job: Job, src: Path, work: Path) -> tuple[Path, list[str]]:
-    """Where pytest runs, and which paths it is given."""
-    config = job.test_config
-    if not config.copy_tests:
-        return src, list(config.test_paths)
-    tests = _safe_subpath(base=src, relative=config.copy_tests)
-    if not tests.is_dir():
-        raise TestConfigError(f"test config: copy_tests folder not found: {config.copy_tests}")
+def _test_run_dir(*, recipe: Recipe, src: Path, work: Path) -> Path:
+    """Where pytest runs: the recipe's cwd in the checkout, or a fresh dir holding copies of its
+    `copy_paths` and the root config files, so that the installed build is what is imported."""
+    base = _safe_subpath(base=src, relative=recipe.cwd)
+    if not base.is_dir():
+        raise TestConfigError(f"test recipe: working directory not found: {recipe.cwd}")
+    if not recipe.copy_tests_out:
+        return base
     run_dir = work / "run"
     run_dir.mkdir()
-    relative = tests.relative_to(src.resolve())
-    shutil.copytree(tests, run_dir / relative, symlinks=True)
+    for relative in recipe.copy_paths:
+        source = _safe_subpath(base=base, relative=relative)
+        if not source.exists():
+            raise TestConfigError(f"test recipe: path to copy out not found: {relative}")
+        target = run_dir / source.relative_to(base.resolve())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, target)
     for name in ROOT_TEST_CONFIG_FILES:
-        source = src / name
+        source = base / name
         if source.is_file() and not (run_dir / name).exists():
             shutil.copyfile(source, run_dir / name)
-    return run_dir, list(config.test_paths) or [str(relative)]
+    return run_dir

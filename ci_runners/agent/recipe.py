@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ci_runners.agent import recipe_sources as sources
 from ci_runners.agent.contracts import TestConfig
 from ci_runners.agent.project_table import ProjectTableError, read_project_table
@@ -669,6 +671,7 @@ def merge_override(
     if override.groups is not None:
         changes.update(_regrouped(recipe, list(override.groups), project, checkout))
         notes.append(("groups", "groups"))
+    override = _own_extras_requested(override, project, recipe, changes, notes)
     _added(changes, notes, recipe, override)
     if override.test_paths:
         changes["testpaths"] = list(override.test_paths)
@@ -727,6 +730,38 @@ def _added(
     if override.env:
         changes["env"] = {**recipe.env, **override.env}
         notes.append(("env", "env"))
+
+
+def _own_extras_requested(
+    override: TestConfig,
+    project: Project | None,
+    recipe: Recipe,
+    changes: dict[str, Any],
+    notes: list[tuple[str, str]],
+) -> TestConfig:
+    """An extra requirement naming the project itself (`pkg[full]`) asks for its extras: they
+    are installed with the project and their dependencies (never a second copy from an index).
+    Returns the override without those requirements."""
+    if project is None or not project.name:
+        return override
+    own = sources.normalize(project.name)
+    kept: list[str] = []
+    extras = list(changes.get("extras", recipe.extras))
+    for requirement in override.extra_requirements:
+        try:
+            parsed = Requirement(requirement)
+        except InvalidRequirement:
+            kept.append(requirement)
+            continue
+        if sources.normalize(parsed.name) != own:
+            kept.append(requirement)
+            continue
+        extras += [extra for extra in sorted(parsed.extras) if extra not in extras]
+    if len(kept) == len(override.extra_requirements):
+        return override
+    changes["extras"] = sources.extras_closure(project, extras)
+    notes.append(("extras", "extra-requirements"))
+    return dataclasses.replace(override, extra_requirements=kept)
 
 
 def _project_of(checkout: Path | None) -> Project | None:

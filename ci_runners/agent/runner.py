@@ -40,6 +40,7 @@ from ci_runners.agent.environment import (
     build_environment,
 )
 from ci_runners.agent.pytest_run import PytestRun, TestConfigError, prepare_pytest_run
+from ci_runners.agent.recipe import NoTestsFound, Recipe, RecipeError, discover_recipe
 from ci_runners.agent.results import (
     RunEnd,
     join_problems,
@@ -65,6 +66,8 @@ INFRASTRUCTURE_ERRORS: dict[type[Exception], ErrorCode] = {
     EnvBuildError: ErrorCode.ENV_BUILD_FAILED,
     SandboxUnavailable: ErrorCode.SANDBOX_UNAVAILABLE,
     TestConfigError: ErrorCode.BAD_RECIPE,
+    NoTestsFound: ErrorCode.NO_TESTS,
+    RecipeError: ErrorCode.BAD_RECIPE,
 }
 # What uv says when an index or a find-links source cannot be read at all.
 UNREACHABLE_WHEEL_SOURCE = re.compile(
@@ -125,12 +128,19 @@ def run_job(
     try:
         _start_preparing(paths=paths, sandbox=sandbox, hooks=hooks)
         checkout = _check_out(job=job, paths=paths, result=record.result)
+        recipe = _discover_recipe(job=job, checkout=checkout, result=record.result)
         hooks.stop_if_asked()
         built = _build_environment(
-            job=job, checkout=checkout, paths=paths, sandbox=sandbox, hooks=hooks, record=record
+            job=job,
+            checkout=checkout,
+            recipe=recipe,
+            paths=paths,
+            sandbox=sandbox,
+            hooks=hooks,
+            record=record,
         )
         pytest_run = prepare_pytest_run(
-            job=job, src=checkout.path, built=built, paths=paths, sandbox=sandbox
+            job=job, recipe=recipe, src=checkout.path, built=built, paths=paths, sandbox=sandbox
         )
         hooks.stop_if_asked()
         hooks.enter_phase(PHASE_RUNNING)
@@ -159,10 +169,19 @@ def _check_out(*, job: Job, paths: JobPaths, result: Result) -> Checkout:
     return checkout
 
 
+def _discover_recipe(*, job: Job, checkout: Checkout, result: Result) -> Recipe:
+    """The test recipe from the repository at the commit under test, with the job's override
+    (the listing's, or the CLI's flags) merged over it; kept in the Result to reproduce it."""
+    recipe = discover_recipe(checkout=checkout.path, override=job.test_config)
+    result.recipe = recipe.to_dict()
+    return recipe
+
+
 def _build_environment(
     *,
     job: Job,
     checkout: Checkout,
+    recipe: Recipe,
     paths: JobPaths,
     sandbox: bool,
     hooks: JobHooks,
@@ -173,12 +192,16 @@ def _build_environment(
         project_dir=checkout.path,
         venv=paths.venv,
         commit=checkout.commit,
+        extras=list(recipe.extras),
+        requirements=list(recipe.requirements),
         sandbox=sandbox,
         on_output=hooks.on_output,
         should_stop=hooks.should_stop,
     )
     record.result.timings["env_s"] = built.env_s
     record.result.timings["env_cache_hit"] = built.cache_hit
+    record.result.lock = list(built.lock)
+    record.result.lock_hash = built.lock_hash
     return built
 
 

@@ -91,6 +91,8 @@ class SandboxSpec:
     cwd: Path
     ro_binds: list[Path] = field(default_factory=list)
     ro_binds_to: dict[str, Path] = field(default_factory=dict)
+    # Writable dirs besides `work_dir`, bound at the given path (the project's compile cache).
+    rw_binds_to: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0
     gpu: bool = True
@@ -386,6 +388,8 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         args += ["--ro-bind", str(path), str(path)]
     for destination, source in spec.ro_binds_to.items():
         args += ["--ro-bind", str(source), destination]
+    for destination, source in spec.rw_binds_to.items():
+        args += ["--bind", str(source), destination]
     args += ["--bind", str(spec.work_dir), str(spec.work_dir), "--chdir", str(spec.cwd)]
     for key, value in env.items():
         args += ["--setenv", key, value]

@@ -5,7 +5,10 @@
     keep_claim, finish_claim         wanted or cancelled, and one runner per attempt; the claim
                                      is the runner's liveness for the web side's reaper
     Reporter, CellReporter           messages to the web side, by task name, to `results`
-    CurrentCell, start_heartbeats    a heartbeat thread per worker process, naming its cell
+    CurrentCell, start_heartbeats    a heartbeat thread per worker process, naming its cell,
+                                     with the cache's size and the host's isolation
+    evict_cache_after_job            after each job (its result sent): the cache back under
+                                     AGENT_CACHE_MAX_BYTES (`cache.evict`)
     CellChild                        the job's child process (`child.py`): its log read into a
                                      `cell_log.LogBuffer`, cancel (SIGUSR1), stop, its Result
     watch_cell                       while it runs: keep the claim, send progress, cancel when
@@ -29,7 +32,7 @@ import redis
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from ci_runners.agent import contracts, worker_config, workspace
+from ci_runners.agent import cache, contracts, worker_config, workspace
 from ci_runners.agent.cell_log import LogBuffer, read_log, read_phase_events
 from ci_runners.agent.child import PACKAGE_ROOT, start_command, start_environment
 from ci_runners.agent.contracts import (
@@ -49,6 +52,8 @@ from ci_runners.agent.contracts import (
 CHILD_STOP_GRACE_S = 10.0
 CANCEL_GRACE_S = 20.0
 READER_JOIN_S = 10.0
+# The cache's size in heartbeats is measured again at most this often (a walk of the cache).
+CACHE_FIGURES_S = 300.0
 _PUBLISH_RETRY = {"max_retries": 60, "interval_start": 0.5, "interval_step": 1, "interval_max": 5}
 
 logger = logging.getLogger("ci_runners.agent")
@@ -221,19 +226,54 @@ class CurrentCell:
 current_cell = CurrentCell()
 
 
+cache_gauge = cache.CacheSizeGauge(max_age_s=CACHE_FIGURES_S)
+
+
+def agent_cache_root() -> Path:
+    """`environment.cache_dir()`, imported late: the worker needs none of the env builder."""
+    from ci_runners.agent.environment import cache_dir
+
+    return cache_dir()
+
+
+@functools.cache
+def isolation_summary() -> str:
+    """How this host isolates jobs, in a few words for the fleet page (read only: probes
+    bwrap once per process, and whether per-job cgroups can be made)."""
+    from ci_runners.agent import sandbox
+
+    if not worker_config.sandbox_enabled():
+        return "none (AGENT_SANDBOX=0)"
+    try:
+        sandbox.check_sandbox()
+    except sandbox.SandboxUnavailable as exc:
+        return str(exc)[:200]
+    why_not = sandbox.cgroups_usable()
+    if why_not:
+        return f"bwrap, no cgroup limits: {why_not}"[:200]
+    return "bwrap + cgroup v1 pids,memory"
+
+
+def heartbeat_message(*, queues: list[str]) -> HeartbeatMessage:
+    """This worker process's heartbeat: its cell, its cache's size, its isolation."""
+    current = current_cell.get()
+    return HeartbeatMessage(
+        name=runner_name(),
+        queues=queues,
+        version=worker_config.AGENT_VERSION,
+        cell_id=current[0] if current else None,
+        attempt=current[1] if current else None,
+        cache_bytes=cache_gauge.read(agent_cache_root()),
+        isolation=isolation_summary(),
+    )
+
+
 def _heartbeat_loop(
     *, stop: threading.Event, reporter: Reporter, queues: Callable[[], list[str]]
 ) -> None:
     while not stop.is_set():
-        current = current_cell.get()
         try:
-            heartbeat = HeartbeatMessage(
-                name=runner_name(),
-                queues=queues(),
-                version=worker_config.AGENT_VERSION,
-                cell_id=current[0] if current else None,
-                attempt=current[1] if current else None,
-            )
+            heartbeat = heartbeat_message(queues=queues())
             reporter.send(HEARTBEAT_TASK, heartbeat.to_kwargs(), patient=False)
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried next period
             logger.warning("heartbeat not sent: %s", exc)
@@ -371,6 +411,42 @@ def _run_in_child(*, job: Job, log: LogBuffer, report: CellReporter) -> tuple[Re
         workspace.remove_tree(scratch)
 
 
+def evict_cache_after_job() -> cache.EvictionReport | None:
+    """Bring the agent's cache back under AGENT_CACHE_MAX_BYTES, after a job (its result sent:
+    not on the job's time), and keep the heartbeat's figure. Never raises: a failed eviction
+    is logged, and the next job tries again."""
+    from ci_runners.agent.environment import EnvBuildError, uv_executable
+
+    try:
+        max_bytes = cache.configured_max_bytes()
+        min_idle_s = cache.configured_min_idle_s()
+    except ValueError as exc:
+        logger.warning("cache not evicted: %s", exc)
+        return None
+    try:
+        uv: str | None = uv_executable()
+    except EnvBuildError:
+        uv = None
+    try:
+        report = cache.evict(agent_cache_root(), max_bytes=max_bytes, min_idle_s=min_idle_s, uv=uv)
+    except Exception as exc:  # noqa: BLE001 - the job is done; eviction is housekeeping
+        logger.warning("cache eviction failed: %s", exc)
+        return None
+    cache_gauge.set(report.after_bytes)
+    if report.removed:
+        logger.info("cache: evicted %s", ", ".join(report.removed))
+    if report.over_cap:
+        logger.warning(
+            "cache still over its cap (%d > %d bytes): %d in use, %d used recently%s",
+            report.after_bytes,
+            report.max_bytes,
+            len(report.busy),
+            len(report.recent),
+            f"; {report.prune_error}" if report.prune_error else "",
+        )
+    return report
+
+
 def supervise_cell(*, job: Job, reporter: Reporter) -> str:
     """Run one cell in a child process and report on it.
 
@@ -393,8 +469,10 @@ def supervise_cell(*, job: Job, reporter: Reporter) -> str:
         result, cancelled = _run_in_child(job=job, log=log, report=report)
     if cancelled:
         finish_claim(job=job)
+        evict_cache_after_job()
         return "cancelled"
     keep_claim(job=job)  # alive until the result is out; then "done"
     report.result(result=result, log=log.full())
     finish_claim(job=job)
+    evict_cache_after_job()
     return str(result.state)

@@ -28,7 +28,11 @@ def runner_heartbeat_record(
     version: str = "",
     cell_id: int | None = None,
     attempt: int | None = None,
+    cache_bytes: int | None = None,
+    isolation: str = "",
 ) -> RunnerHost:
+    """Record a runner's heartbeat: it is alive, its queues, its cell (kept alive too), its
+    cache's size and isolation (an older agent sends neither: unknown, not zero)."""
     now = timezone.now()
     current = None
     if cell_id is not None and attempt is not None:
@@ -43,6 +47,10 @@ def runner_heartbeat_record(
             "agent_version": version[:40],
             "last_heartbeat": now,
             "current_cell_id": current,
+            "cache_bytes": cache_bytes
+            if isinstance(cache_bytes, int) and cache_bytes >= 0
+            else None,
+            "isolation": str(isolation or "")[:200],
         },
     )
     return host

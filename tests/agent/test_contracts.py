@@ -29,8 +29,15 @@ def test_job_round_trips_through_json():
         torch_version="2.13.0",
         torch_variant="cpu",
         test_config=TestConfig(
-            extras=["test"], pytest_args=["-x"], env={"A": "1"}, copy_tests="tests", needs_gpu=True
+            extras=["test"],
+            groups=["test"],
+            deselect=["slow"],
+            pytest_args=["-x"],
+            env={"A": "1"},
+            copy_tests="tests",
+            needs_gpu=True,
         ),
+        cache_scope="project-7",
         find_links=["/opt/wheels"],
     )
 
@@ -56,6 +63,12 @@ def test_result_round_trips_and_has_exactly_the_public_fields():
         "energy_j",
         "log_tail",
         "error",
+        "error_code",
+        "tests_collected",
+        "needs_network",
+        "recipe",
+        "lock",
+        "lock_hash",
     }
     assert set(data["counts"]) == {"passed", "failed", "errors", "skipped", "xfailed", "xpassed"}
     assert set(data["timings"]) == {"checkout_s", "env_s", "env_cache_hit", "tests_s", "total_s"}

@@ -47,5 +47,17 @@ def test_corpus_project_runs_as_expected(
     assert result.state == CellState(want["state"]), seen
     assert result.counts == want["counts"], seen
     assert len(result.needs_network) == want["needs_network"], seen
+    if "failure" in want:  # the break is named: the module and the exception line
+        failure = want["failure"]
+        assert any(
+            f["test"] == failure["test"] and failure["message_contains"] in f["message"]
+            for f in result.failures
+        ), result.failures
+    if "error_contains" in want:  # the one-line reason a cell is not installable
+        assert want["error_contains"] in (result.error or ""), result.error
+    if result.state in (CellState.PASSED, CellState.FAILED):
+        assert result.environment["torch"].startswith(job.torch_version), result.environment
+        if job.torch_variant:
+            assert result.environment["torch"].endswith(f"+{job.torch_variant}")
     # The job reports the recipe it ran: the one discovery finds in the checkout.
     assert Recipe.from_dict(result.recipe).hash == discover_recipe(checkout=repo).hash
