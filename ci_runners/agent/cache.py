@@ -18,13 +18,13 @@ while the entry is renamed away and deleted; lock files themselves are never del
 on a deleted lock file and a newcomer on a new one would both hold "the lock"). Entries used
 within `min_idle_s` are kept too, for the moments a job reads an entry without its lock.
 When every entry that may go is gone and the cache is still over, `uv cache prune` removes
-what uv no longer references; never `uv cache clean`, which would pull files from under a
-concurrent build (uv's own in-use lock makes prune wait for, or give up on, running uv
-commands).
+what uv no longer references (given PRUNE_TIMEOUT_S); never `uv cache clean`, which would pull
+files from under a concurrent build. The files a base or an environment hard-linked from uv's
+cache stay theirs whatever uv removes.
 
-Last use: the mtime of the marker `<area>/<key>.used` (`touch_used`, called on every use),
-else of the lock file (the builders open it with "w", which updates it on each use), else of
-the entry itself. A job's venv is a hard-linked copy: once copied it needs no cache entry.
+Last use: the latest mtime of the marker `<area>/<key>.used` (`touch_used`, called on every
+use), of the lock file (the builders open it with "w", which updates it on each use) and of the
+entry itself. A job's venv is a hard-linked copy: once copied it needs no cache entry.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import shutil
 import subprocess  # noqa: S404 - uv, by its path, with an argument list
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,10 @@ LOCK_SUFFIX = ".lock"
 USED_SUFFIX = ".used"
 DEFAULT_MAX_BYTES = 50 * 1024**3
 DEFAULT_MIN_IDLE_S = 600.0
-PRUNE_TIMEOUT_S = 300
+PRUNE_TIMEOUT_S = 120
 _STAGING = re.compile(r"^(?P<key>.+)\.tmp(?P<pid>\d+)$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-Inode = tuple[int, int]
 
 
 def parse_size(text: str) -> int:
@@ -129,13 +128,36 @@ def touch_used(entry_dir: Path) -> None:
         os.utime(marker)
 
 
-def _walk(path: Path) -> Iterator[tuple[Inode, int]]:
-    """Every inode under `path` (itself included, symlinks not followed) with the bytes its
-    blocks occupy. What vanishes meanwhile (a concurrent build or eviction) is left out."""
-    stack = [path]
+@contextlib.contextmanager
+def entry_in_use(entry_dir: Path) -> Iterator[None]:
+    """Keep the cache entry `entry_dir` from eviction while the block runs (e.g. a compile cache
+    bound into a running job): its lock taken shared (builders and the eviction take it
+    exclusively: a build waits for the block, an eviction skips the entry), and its use
+    recorded at both ends. Take it before looking at the entry: it may have been evicted just
+    before, and is then made again under it."""
+    entry_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = entry_dir.with_name(entry_dir.name + LOCK_SUFFIX)
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        touch_used(entry_dir)
+        try:
+            yield
+        finally:
+            touch_used(entry_dir)
+    finally:
+        os.close(descriptor)
+
+
+def _walk(path: Path) -> Iterator[tuple[int, int, bool]]:
+    """Every inode under `path` (itself included, symlinks not followed): its number, the
+    bytes its blocks occupy, and whether it may be linked elsewhere too (a file with more than
+    one link; a dir never is). What vanishes meanwhile (a concurrent build) is left out. One
+    filesystem is assumed: hard links cannot cross one anyway."""
     with contextlib.suppress(OSError):
         info = path.lstat()
-        yield (info.st_dev, info.st_ino), info.st_blocks * 512
+        yield info.st_ino, info.st_blocks * 512, info.st_nlink > 1 and not path.is_dir()
+    stack = [path]
     while stack:
         directory = stack.pop()
         try:
@@ -146,7 +168,7 @@ def _walk(path: Path) -> Iterator[tuple[Inode, int]]:
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
                         continue
-                    yield (info.st_dev, info.st_ino), info.st_blocks * 512
+                    yield info.st_ino, info.st_blocks * 512, info.st_nlink > 1 and not is_dir
                     if is_dir:
                         stack.append(Path(entry.path))
         except (NotADirectoryError, FileNotFoundError, PermissionError):
@@ -155,10 +177,12 @@ def _walk(path: Path) -> Iterator[tuple[Inode, int]]:
 
 def cache_size_bytes(root: Path) -> int:
     """The disk space the cache at `root` takes: each inode once, hard links or not."""
-    seen: set[Inode] = set()
+    seen: set[int] = set()
     total = 0
-    for inode, size in _walk(root):
-        if inode not in seen:
+    for inode, size, shared in _walk(root):
+        if not shared:
+            total += size
+        elif inode not in seen:
             seen.add(inode)
             total += size
     return total
@@ -232,30 +256,38 @@ def cache_entries(root: Path) -> list[Entry]:
 
 @dataclass(kw_only=True)
 class Usage:
-    """The cache's inodes: how often each is linked under the root, what it occupies, which
-    belong to each entry; and so what removing an entry frees."""
+    """The cache's space, and what removing each entry frees: the bytes only it holds (its dirs,
+    its files of one link), and its files of several links, each counted once across the cache
+    and freed with its last link under the root."""
 
-    links: dict[Inode, int] = field(default_factory=dict)
-    sizes: dict[Inode, int] = field(default_factory=dict)
-    owned: dict[Path, list[Inode]] = field(default_factory=dict)
+    links: dict[int, int] = field(default_factory=dict)  # links under the root, by inode
+    sizes: dict[int, int] = field(default_factory=dict)
+    own_bytes: dict[Path, int] = field(default_factory=dict)
+    shared: dict[Path, array[int]] = field(default_factory=dict)
     total: int = 0
 
     def add(self, path: Path, *, entry: bool) -> None:
-        inodes = []
-        for inode, size in _walk(path):
+        own = 0
+        linked = array("Q")
+        for inode, size, shared in _walk(path):
+            if not shared:
+                own += size
+                continue
             count = self.links.get(inode, 0)
             if count == 0:
                 self.sizes[inode] = size
                 self.total += size
             self.links[inode] = count + 1
-            inodes.append(inode)
+            linked.append(inode)
+        self.total += own
         if entry:
-            self.owned[path] = inodes
+            self.own_bytes[path] = own
+            self.shared[path] = linked
 
     def remove(self, path: Path) -> int:
         """Account for `path` (an entry) being deleted; returns the bytes that frees."""
-        freed = 0
-        for inode in self.owned.pop(path, []):
+        freed = self.own_bytes.pop(path, 0)
+        for inode in self.shared.pop(path, array("Q")):
             self.links[inode] -= 1
             if self.links[inode] == 0:
                 freed += self.sizes.pop(inode)
@@ -264,15 +296,10 @@ class Usage:
         return freed
 
 
-def _count_one(usage: Usage, path: Path) -> None:
-    """One inode (a dir without its content)."""
+def _count_one(usage: Usage, directory: Path) -> None:
+    """A dir's own inode, without its content."""
     with contextlib.suppress(OSError):
-        info = path.lstat()
-        inode = (info.st_dev, info.st_ino)
-        if inode not in usage.links:
-            usage.sizes[inode] = info.st_blocks * 512
-            usage.total += info.st_blocks * 512
-        usage.links[inode] = usage.links.get(inode, 0) + 1
+        usage.total += directory.lstat().st_blocks * 512
 
 
 def _children(directory: Path) -> list[Path]:

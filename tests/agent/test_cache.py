@@ -76,7 +76,10 @@ def test_size_counts_a_hard_linked_file_once(tmp_path):
 
     assert before >= 4 * MIB
     assert linked == before
-    assert cache.cache_size_bytes(root) >= before + 4 * MIB
+    after_copy = cache.cache_size_bytes(root)
+    assert after_copy >= before + 4 * MIB
+    du = subprocess.run(["du", "-sB1", str(root)], capture_output=True, text=True, check=True)
+    assert after_copy == int(du.stdout.split()[0])  # as du counts: each inode once
 
 
 # --- eviction order ---------------------------------------------------------------------------
@@ -160,6 +163,19 @@ def test_an_entry_whose_lock_is_held_is_never_removed(tmp_path, held_lock):
     assert busy.exists() and (busy / "data.bin").stat().st_size == 2 * MIB
     assert not idle.exists()
     assert report.busy == ["envs/busy"] and report.over_cap
+
+
+def test_an_entry_a_running_job_holds_is_kept_and_goes_once_released(tmp_path):
+    root = tmp_path / "cache"
+    compiled = _entry(root, "compile", "proj1", size=2 * MIB, used=time.time() - 9000)
+
+    with cache.entry_in_use(compiled):  # e.g. bound into a job's sandbox while its tests run
+        during = cache.evict(root, max_bytes=0)
+        assert compiled.exists() and during.busy == ["compile/proj1"]
+    os.utime(root / "compile" / "proj1.used", (0, 0))  # long unused since
+    after = cache.evict(root, max_bytes=0)
+
+    assert not compiled.exists() and after.removed == ["compile/proj1"]
 
 
 def test_a_staging_dir_is_removed_only_when_its_builder_is_gone(tmp_path, held_lock):

@@ -32,7 +32,7 @@ HOSTILE_TESTS = {
                 assert b"s3cr3t" not in handle.read()
             allowed = {"PATH", "HOME", "LANG", "VIRTUAL_ENV", "PYTHONPATH", "ECOREG_REPORT_PATH",
                        "SECRET_PATHS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", "PWD",
-                       "ECOREG_EXPECTED_TORCH"}
+                       "ECOREG_EXPECTED_TORCH", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"}
             assert set(os.environ) <= allowed, set(os.environ) - allowed
             assert os.getuid() != 0 and os.geteuid() != 0
     """,

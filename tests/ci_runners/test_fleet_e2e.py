@@ -296,7 +296,11 @@ def test_a_real_run_on_two_torch_versions_records_each_result_once(
     assert ok.timings["env_s"] is not None and ok.commit
     project.refresh_from_db()
     assert project.works_with == ["2.13.0"] and project.breaks_with == ["2.14.1"]
-    assert RunnerHost.objects.get(name="agent-1").queues == ["runner.cpu"]
+    host = RunnerHost.objects.get(name="agent-1")
+    assert host.queues == ["runner.cpu"]
+    # Its heartbeats carry its cache's size (torch bases and all) and its isolation.
+    assert host.cache_bytes and host.cache_bytes > 100 * 1024**2
+    assert host.isolation == "bwrap + cgroup v1 pids,memory"
 
     # Drill: the same result delivered twice more is still one result.
     send_result_again(ok, processes)
