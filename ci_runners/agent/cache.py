@@ -64,16 +64,18 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def configured_max_bytes() -> int:
-    """AGENT_CACHE_MAX_BYTES (bytes, or `50G`-style; default 50 GiB): the cache's cap.
-    ValueError, with a one-line message, when it is not a size."""
-    raw = os.environ.get("AGENT_CACHE_MAX_BYTES", "").strip()
+def configured_max_bytes(
+    variable: str = "AGENT_CACHE_MAX_BYTES", default: int = DEFAULT_MAX_BYTES
+) -> int:
+    """AGENT_CACHE_MAX_BYTES (bytes, or `50G`-style; default 50 GiB): the cache's cap (or the
+    cap in another `variable`). ValueError, with a one-line message, when it is not a size."""
+    raw = os.environ.get(variable, "").strip()
     if not raw:
-        return DEFAULT_MAX_BYTES
+        return default
     try:
         return parse_size(raw)
     except ValueError as exc:
-        raise ValueError(f"AGENT_CACHE_MAX_BYTES: {exc}") from None
+        raise ValueError(f"{variable}: {exc}") from None
 
 
 def configured_min_idle_s() -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci_runners.agent.contracts import Job
-from ci_runners.agent.environment import BuiltEnvironment, cache_dir
+from ci_runners.agent.environment import BuiltEnvironment
 from ci_runners.agent.recipe import Recipe
 from ci_runners.agent.sandbox import SandboxSpec, give_to_sandbox_user
 from ci_runners.agent.workspace import JobPaths
@@ -23,6 +23,7 @@ from ci_runners.agent.workspace import JobPaths
 PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
 COMPILE_CACHE_IN_SANDBOX = "/opt/ecoreg-agent/compile-cache"
+COMPILE_CACHE_ROOT = "cache"  # under the work root: `<work root>/cache/compile/<key>`
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
 
 
@@ -39,6 +40,8 @@ class PytestRun:
     spec: SandboxSpec
     junit_path: Path
     plugin_report_path: Path
+    # The project's compile cache bound into the run, kept between its jobs (None: a fresh one).
+    kept_compile_cache: Path | None = None
 
 
 def prepare_pytest_run(
@@ -54,7 +57,7 @@ def prepare_pytest_run(
     junit_path = report_dir / "junit.xml"
     plugin_report_path = report_dir / "plugin-report.json"
     _copy_plugin(plugin_dir=paths.plugin)
-    compile_cache = _compile_cache(job=job, built=built, work=paths.work)
+    compile_cache, kept = _compile_cache(job=job, built=built, paths=paths)
     give_to_sandbox_user(paths.work)
 
     plugin_path = PLUGIN_DIR_IN_SANDBOX if sandbox else str(paths.plugin)
@@ -95,7 +98,12 @@ def prepare_pytest_run(
         env=env,
         timeout_s=job.timeout_s,
     )
-    return PytestRun(spec=spec, junit_path=junit_path, plugin_report_path=plugin_report_path)
+    return PytestRun(
+        spec=spec,
+        junit_path=junit_path,
+        plugin_report_path=plugin_report_path,
+        kept_compile_cache=compile_cache if kept else None,
+    )
 
 
 def _runs_on_gpu(*, job: Job, recipe: Recipe) -> bool:
@@ -104,24 +112,27 @@ def _runs_on_gpu(*, job: Job, recipe: Recipe) -> bool:
     return job.test_config.needs_gpu or recipe.needs_gpu or variant.startswith(("cu", "rocm"))
 
 
-def compile_cache_dir(*, job: Job, torch_build: str) -> Path | None:
+def compile_cache_dir(*, job: Job, torch_build: str, work_root: Path) -> Path | None:
     """The torch.compile/inductor cache kept between a registry project's cells on one torch
-    build (never shared between projects); None for a job without a cache scope."""
+    build (never shared between projects), under the work root (the sandbox uid must reach it;
+    the agent's own cache dir may sit in a private home); None for a job without a cache
+    scope. `cache.evict` keeps `<work root>/cache` under AGENT_COMPILE_CACHE_MAX_BYTES."""
     if not job.cache_scope:
         return None
     key = hashlib.sha256(f"{job.cache_scope}\n{torch_build}".encode()).hexdigest()[:24]
-    return cache_dir() / "compile" / key
+    return work_root / COMPILE_CACHE_ROOT / "compile" / key
 
 
-def _compile_cache(*, job: Job, built: BuiltEnvironment, work: Path) -> Path:
-    """The job's compile cache dir, the sandbox uid's: the project's own, or a fresh one in the
-    work dir (applicant and local runs), so a result never depends on another project's."""
+def _compile_cache(*, job: Job, built: BuiltEnvironment, paths: JobPaths) -> tuple[Path, bool]:
+    """The job's compile cache dir, the sandbox uid's, and whether it is kept between jobs:
+    the project's own, or a fresh one in the work dir (applicant and local runs), so a result
+    never depends on another project's."""
     torch_build = built.torch_version or expected_torch(job)
-    kept = compile_cache_dir(job=job, torch_build=torch_build)
-    directory = kept if kept is not None else work / ".compile-cache"
+    kept = compile_cache_dir(job=job, torch_build=torch_build, work_root=paths.root.parent)
+    directory = kept if kept is not None else paths.work / ".compile-cache"
     directory.mkdir(parents=True, exist_ok=True, mode=0o755)
     give_to_sandbox_user(directory)
-    return directory
+    return directory, kept is not None
 
 
 def expected_torch(job: Job) -> str:

@@ -21,6 +21,7 @@ An exception raised by a hook ends the job as an agent error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci_runners.agent import gpu
+from ci_runners.agent import cache, gpu
 from ci_runners.agent import sandbox as sandbox_module
 from ci_runners.agent.build import BuildStopped
 from ci_runners.agent.checkout import Checkout, CheckoutError, checkout_source
@@ -210,12 +211,14 @@ def _run_tests(
 ) -> SandboxRun:
     """The sandboxed pytest run; its output (with the sandbox's notes) becomes the job's log."""
     energy_before = gpu.energy_millijoules()
-    run = run_sandboxed(
-        spec=pytest_run.spec,
-        sandbox=sandbox,
-        on_output=hooks.on_output,
-        should_stop=hooks.should_stop,
-    )
+    kept = pytest_run.kept_compile_cache
+    with cache.entry_in_use(kept) if kept is not None else contextlib.nullcontext():
+        run = run_sandboxed(
+            spec=pytest_run.spec,
+            sandbox=sandbox,
+            on_output=hooks.on_output,
+            should_stop=hooks.should_stop,
+        )
     record.result.energy_j = gpu.energy_joules(
         before_mj=energy_before, after_mj=gpu.energy_millijoules()
     )

@@ -239,8 +239,8 @@ def test_run_whose_only_failures_want_a_network_passes(make_project, work_root, 
 
 
 SHADOW_TORCH_PROJECT = {
-    # A stale copy of torch at the repository root, put first on sys.path by the project's
-    # pytest config: the tests would import it instead of the torch under test.
+    # A stale copy of torch vendored beside the tests, put first on sys.path by the project's
+    # conftest: the tests would import it instead of the torch under test.
     "pyproject.toml": """
         [build-system]
         requires = ["hatchling"]
@@ -252,11 +252,12 @@ SHADOW_TORCH_PROJECT = {
 
         [tool.hatch.build.targets.wheel]
         packages = ["src/shadowed"]
-
-        [tool.pytest.ini_options]
-        pythonpath = ["."]
     """,
-    "torch/__init__.py": "__version__ = '2.12.0'\n",
+    "src/shadowed/__init__.py": "",
+    "tests/conftest.py": (
+        "import os, sys\n\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), 'stale'))\n"
+    ),
+    "tests/stale/torch/__init__.py": "__version__ = '2.12.0'\n",
     "tests/test_ok.py": "def test_ok():\n    pass\n",
 }
 
@@ -364,7 +365,7 @@ def test_test_config_that_does_not_fit_is_a_bad_recipe(make_project, work_root, 
     )
 
     assert (result.state, result.error_code) == (CellState.ERRORED, ErrorCode.BAD_RECIPE)
-    assert "copy_tests folder not found" in result.error
+    assert "path to copy out not found: nowhere" in result.error
 
 
 def test_checkout_failure_has_its_code(work_root, tmp_path):

@@ -280,7 +280,7 @@ def test_a_real_run_on_two_torch_versions_records_each_result_once(
 
     ok = run.cells.get(target=torch_targets[0])
     broken = run.cells.get(target=torch_targets[1])
-    assert ok.state == CellState.PASSED, ok.error
+    assert ok.state == CellState.PASSED, (ok.error, ok.log_tail)
     assert ok.counts["passed"] == 2
     assert ok.environment["torch"].startswith("2.13.0")
     assert broken.state == CellState.FAILED and broken.counts["failed"] == 1
