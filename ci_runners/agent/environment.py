@@ -36,7 +36,6 @@ import re
 import shutil
 import sys
 import time
-import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ci_runners.agent import build as build_module
+from ci_runners.agent import cache as agent_cache
 from ci_runners.agent import lock as lock_module
 from ci_runners.agent.build import BuildError, BuildStopped
 from ci_runners.agent.companions import (
@@ -236,16 +236,6 @@ def _interpreter(python_version: str) -> str:
         raise EnvBuildError(f"env build failed: bad python version {python_version!r}")
     system = Path(f"/usr/bin/python{python_version}")
     return str(system) if system.exists() else python_version
-
-
-def _declared_extras(project_dir: Path) -> set[str]:
-    """The extras a checkout's pyproject.toml declares statically (none when unreadable)."""
-    try:
-        data = tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return set()
-    optional = (data.get("project") or {}).get("optional-dependencies") or {}
-    return {str(name) for name in optional} if isinstance(optional, dict) else set()
 
 
 def _python_version_of(python: str, env: dict[str, str]) -> tuple[str, str]:
@@ -653,7 +643,8 @@ def _ensure_lock_env(
         staging = envs / f"{key}.tmp{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            _run(["cp", "-al", str(base.path), str(staging)], env=tools.env)
+            with agent_cache.entry_in_use(base.path):  # never evicted while copied
+                _run(["cp", "-al", str(base.path), str(staging)], env=tools.env)
             (staging / "ecoreg-base-key.json").unlink(missing_ok=True)
             _sync_to_lock(venv=staging, locked=locked, tools=tools)
             _compile_new(venv=staging, base=base.path, tools=tools)
@@ -764,6 +755,7 @@ def _project_wheel(*, build: ProjectBuild, tools: Toolchain) -> tuple[Path, bool
     if build.wheel_key:
         cached = build_module.cached_wheel(cache_root=wheels, key=build.wheel_key)
         if cached is not None:
+            agent_cache.touch_used(cached.parent)
             return cached, True
     try:
         wheel = build_module.build_wheel(
@@ -781,6 +773,7 @@ def _project_wheel(*, build: ProjectBuild, tools: Toolchain) -> tuple[Path, bool
         )
         if build.wheel_key:
             wheel = build_module.store_wheel(cache_root=wheels, key=build.wheel_key, wheel=wheel)
+            agent_cache.touch_used(wheels / build.wheel_key)
         build_module.wheel_name(wheel)  # a bad name is the build's fault: an env build error
     except BuildError as exc:
         raise EnvBuildError(f"env build failed: {exc}") from exc
@@ -799,19 +792,8 @@ def _install_project(*, venv: Path, wheel: Path, tools: Toolchain) -> None:
 # --- the job's environment -------------------------------------------------------------------
 
 
-def _legacy_inputs(
-    *, job: Job, project_dir: Path, extras: list[str] | None, requirements: list[str] | None
-) -> tuple[list[str], list[str]]:
-    """The job's extras and requirements, the latter checked to be PEP 508. TEMPORARY, until the
-    runner passes what its recipe discovered: `None` reads the job's test config as before
-    (its extras, else `test` when the project declares it)."""
-    if extras is None:
-        if job.test_config.extras is not None:
-            extras = list(job.test_config.extras)
-        else:
-            extras = ["test"] if "test" in _declared_extras(project_dir) else []
-    if requirements is None:
-        requirements = list(job.test_config.extra_requirements)
+def _checked_requirements(requirements: list[str]) -> list[str]:
+    """The test requirements, each checked to be PEP 508 (else an EnvBuildError naming it)."""
     for requirement in requirements:
         try:
             Requirement(requirement)
@@ -820,7 +802,7 @@ def _legacy_inputs(
                 f"env build failed: requirement {requirement!r} is not PEP 508: "
                 + str(exc).splitlines()[0]
             ) from exc
-    return list(extras), list(requirements)
+    return list(requirements)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -860,26 +842,25 @@ def build_environment(
     project_dir: Path,
     venv: Path,
     commit: str | None = None,
-    extras: list[str] | None = None,
-    requirements: list[str] | None = None,
+    extras: list[str],
+    requirements: list[str],
     sandbox: bool = True,
     on_output: Callable[[bytes], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> BuiltEnvironment:
     """Build `venv` for `job`: the project at `project_dir` installed (not editable) with its
-    `extras` (their dependencies too) and the PEP 508 `requirements` the tests need (None:
-    the job's test config, TEMPORARY, see `_legacy_inputs`). `commit`: what `project_dir` is
+    `extras` (their dependencies too) and the PEP 508 `requirements` the tests need (the
+    test recipe's, `recipe.py`). `commit`: what `project_dir` is
     a clean checkout of (its wheel is cached by it); `sandbox=False` builds the project bare
     (local debugging only); `on_output`, `should_stop`: see `sandbox.run_sandboxed` (a stop
     raises `build.BuildStopped`). Raises NotInstallable when the project cannot be had with
     the torch under test, EnvBuildError for anything else.
     """
     started = time.monotonic()
+    requirements = _checked_requirements(requirements)
+    extras = list(extras)
     cache = cache_dir()
     tools = _toolchain(job=job, cache=cache)
-    extras, requirements = _legacy_inputs(
-        job=job, project_dir=project_dir, extras=extras, requirements=requirements
-    )
     scratch = venv.with_name(f"{venv.name}.build")
     scratch.mkdir(mode=0o755)
     try:
@@ -967,7 +948,8 @@ def _build_layers(
     env, env_cache_hit = _ensure_lock_env(
         base=base, locked=locked, tools=tools, cache=base.path.parents[1]
     )
-    _run(["cp", "-al", str(env), str(venv)], env=tools.env)
+    with agent_cache.entry_in_use(env):  # never evicted while copied
+        _run(["cp", "-al", str(env), str(venv)], env=tools.env)
     expected = list(locked)
     if project is not None:
         _install_project(venv=venv, wheel=project.path, tools=tools)

@@ -51,7 +51,7 @@ def base_site_packages(tmp_path_factory, work_root, require_sandbox) -> Path:
     (plain / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
     job = _job(plain)
     venv = work_root / f"venv-base-{uuid.uuid4().hex[:6]}"
-    environment.build_environment(job=job, project_dir=plain, venv=venv)
+    environment.build_environment(job=job, project_dir=plain, venv=venv, extras=[], requirements=[])
     wanted = sorted([job.torch_requirement, "pytest"])
     for key_file in (environment.cache_dir() / "bases").glob("*/ecoreg-base-key.json"):
         if json.loads(key_file.read_text())["requirements"] == wanted:
@@ -182,7 +182,7 @@ def test_built_wheel_is_cached_by_commit_only(make_project, work_root, require_s
     for label, sha in (("first", commit), ("second", commit), ("no_commit", None)):
         venv = work_root / f"venv-{label}-{uuid.uuid4().hex[:6]}"
         built[label] = environment.build_environment(
-            job=job, project_dir=repo, venv=venv, commit=sha
+            job=job, project_dir=repo, venv=venv, commit=sha, extras=[], requirements=[]
         )
         site = next(venv.glob("lib/python3.11/site-packages"))
         assert (site / "wheelcache" / "__init__.py").is_file()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ci_runners.agent import environment
-from ci_runners.agent.contracts import Job, TestConfig
+from ci_runners.agent.contracts import Job
 from tests.agent.conftest import git_commit, make_wheel
 
 pytestmark = pytest.mark.agent
@@ -57,30 +57,16 @@ def test_job_sources_win(monkeypatch):
     assert environment.wheel_sources(job=job).find_links == ["/job"]
 
 
-def test_old_callers_get_the_test_config_and_the_test_extra(tmp_path):
-    """TEMPORARY shim until the runner passes the recipe's extras and requirements."""
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "p"\ndependencies = ["numpy"]\n'
-        '[project.optional-dependencies]\ntest = ["pytest-mock", "p[other]"]\n'
-    )
-    job = Job(source=".", torch_version="2", test_config=TestConfig(extra_requirements=["six"]))
-
-    assert environment._legacy_inputs(
-        job=job, project_dir=tmp_path, extras=None, requirements=None
-    ) == (["test"], ["six"])
-    assert environment._legacy_inputs(
-        job=job, project_dir=tmp_path, extras=[], requirements=[]
-    ) == ([], [])
-
-
 def test_a_requirement_that_is_not_pep_508_is_refused_with_its_text(tmp_path):
     with pytest.raises(environment.EnvBuildError, match=r"requirement 'six\[' is not PEP 508"):
-        environment._legacy_inputs(
-            job=Job(source=".", torch_version="2"),
+        environment.build_environment(
+            job=Job(source=".", torch_version="2.13.0"),
             project_dir=tmp_path,
+            venv=tmp_path / "venv",
             extras=[],
             requirements=["six["],
         )
+    assert not (tmp_path / "venv").exists()
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -272,7 +272,10 @@ def send_result_again(cell: CompatCell, processes: Processes) -> None:
 def test_a_real_run_on_two_torch_versions_records_each_result_once(
     processes, torch_targets, tmp_path
 ):
-    project = demo_project(tmp_path, "tensorshim", PROJECTS["tensorshim"])
+    # The listing's override (staff's) merges over what the agent discovers.
+    project = demo_project(
+        tmp_path, "tensorshim", PROJECTS["tensorshim"], env={"TENSORSHIM_QUIET": "1"}
+    )
     processes.start_web_workers()
     processes.start_agent("agent-1")
     run = services.compat_run_request(project=project, trigger=CompatRun.Trigger.MANUAL)
@@ -293,6 +296,11 @@ def test_a_real_run_on_two_torch_versions_records_each_result_once(
     assert ok.tests_collected == broken.tests_collected == 2
     assert CellResult.objects.get(cell=ok).tests_collected == 2
     assert not ok.suite_shrunk and not broken.suite_shrunk
+    # The recipe the agent discovered and ran is stored with the cell, reproducible by its hash.
+    assert ok.recipe["run"]["testpaths"] == ["tests"] and ok.recipe_hash == ok.recipe["hash"]
+    assert ok.recipe["override"] == {"env": {"TENSORSHIM_QUIET": "1"}}
+    assert ok.recipe["env"] == {"TENSORSHIM_QUIET": "1"}
+    assert CellResult.objects.get(cell=ok).lock_hash == ok.lock_hash != ""
     assert ok.timings["env_s"] is not None and ok.commit
     project.refresh_from_db()
     assert project.works_with == ["2.13.0"] and project.breaks_with == ["2.14.1"]
