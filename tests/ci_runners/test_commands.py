@@ -30,7 +30,7 @@ def test_compat_run_explains_bad_input(project, targets):
         call_command("compat_run", "--project", project.slug, "--target", "9.9")
 
 
-def test_demo_sets_up_two_git_projects_and_two_targets(
+def test_demo_sets_up_git_projects_of_several_shapes_and_two_targets(
     tmp_path, db, broker, django_capture_on_commit_callbacks
 ):
     call_command("demo_compat", "--no-run", "--root", str(tmp_path))
@@ -39,7 +39,8 @@ def test_demo_sets_up_two_git_projects_and_two_targets(
         ("2.13.0", True),
         ("2.14.1", True),
     ]
-    for slug in ("tinytorch-ops", "tensorshim"):
+    slugs = ("tinytorch-ops", "tensorshim", "flat-shadow", "pep735-groups", "import-break")
+    for slug in slugs:
         config = ProjectTestConfig.objects.get(project__slug=slug)
         log = subprocess.run(
             ["git", "log", "--oneline"],
@@ -49,11 +50,13 @@ def test_demo_sets_up_two_git_projects_and_two_targets(
             check=True,
         )
         assert "demo project" in log.stdout
-    assert Project.objects.count() == 2
+    assert Project.objects.count() == len(slugs)
+    # No hand-written test configuration: the agent discovers each shape's recipe.
+    assert not ProjectTestConfig.objects.exclude(env={}, pytest_args=[], test_paths=[]).exists()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("demo_compat", "--root", str(tmp_path))
-    assert CompatRun.objects.count() == 2
-    assert broker.client().llen("runner.cpu") == 4
+    assert CompatRun.objects.count() == len(slugs)
+    assert broker.client().llen("runner.cpu") == 2 * len(slugs)
 
 
 def test_the_run_summary_says_why_a_cell_errored_and_flags_a_shrunk_suite():

@@ -1,9 +1,14 @@
-"""Local demo: two small torch projects as git repos, two CPU targets, a matrix that fills.
+"""Local demo: small torch projects as git repos, two CPU targets, a matrix that fills.
 
 `tinytorch-ops` passes on both targets. `tensorshim` keeps a hard upper bound on the torch
 version it supports (a common real-world guard), so its cell on 2.14.1 is red for that reason.
+Three real-world shapes from the agent's corpus (`tests/fixtures/projects`) show that no test
+configuration is written by hand: a flat layout tested with `python -m unittest` (its tests
+must run outside the source tree), a PEP 735 dependency group, and a package that no longer
+imports on the newer torch (`failed`, the ImportError as its failure).
 """
 
+import shutil
 import subprocess  # noqa: S404 - git with argument lists
 from pathlib import Path
 
@@ -125,6 +130,18 @@ def test_matmul_still_works():
 }
 
 
+# Corpus shapes shown by the demo: slug -> (name, description).
+CORPUS_SHAPES = {
+    "flat-shadow": (
+        "Flat Shadow",
+        "Flat layout, unittest suite run by its workflow; its tests must import the build.",
+    ),
+    "pep735-groups": ("Dependency Groups", "Test requirements in a PEP 735 dependency group."),
+    "import-break": ("Import Break", "Imports a torch API that the newer release removed."),
+}
+CORPUS_DIR = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "projects"
+
+
 def _git(*args: str, cwd: Path) -> None:
     subprocess.run(  # noqa: S603
         ["git", *args],  # noqa: S607
@@ -163,8 +180,38 @@ def make_repo(*, root: Path, slug: str, spec: dict) -> Path:
     return repo
 
 
+def copy_corpus_repo(*, root: Path, slug: str) -> Path | None:
+    """A git repo of the corpus project `slug` under `root` (None when the corpus is not in
+    this checkout, e.g. in a production image)."""
+    source = CORPUS_DIR / slug
+    if not source.is_dir():
+        return None
+    repo = root / slug
+    shutil.copytree(
+        source, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("expected.json")
+    )
+    if not (repo / ".git").exists():
+        _git("init", "--quiet", "--initial-branch=main", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("commit", "--quiet", "--allow-empty", "-m", "demo project", cwd=repo)
+    return repo
+
+
+def _demo_repos(root: Path) -> list[tuple[str, str, str, Path]]:
+    """(slug, name, description, repo) of every demo project."""
+    repos = [
+        (slug, spec["name"], spec["description"], make_repo(root=root, slug=slug, spec=spec))
+        for slug, spec in PROJECTS.items()
+    ]
+    for slug, (name, description) in CORPUS_SHAPES.items():
+        repo = copy_corpus_repo(root=root, slug=slug)
+        if repo is not None:
+            repos.append((slug, name, description, repo))
+    return repos
+
+
 class Command(BaseCommand):
-    help = "Create two demo torch projects (local git repos) and run their matrix."
+    help = "Create demo torch projects (local git repos) and run their matrix."
 
     def add_arguments(self, parser):
         parser.add_argument("--no-run", action="store_true", help="Set up only, start no run.")
@@ -185,10 +232,9 @@ class Command(BaseCommand):
                 )
                 targets.append(target)
             projects = []
-            for slug, spec in PROJECTS.items():
-                repo = make_repo(root=root, slug=slug, spec=spec)
+            for slug, name, description, repo in _demo_repos(root):
                 project, _ = Project.objects.update_or_create(
-                    slug=slug, defaults={"name": spec["name"], "description": spec["description"]}
+                    slug=slug, defaults={"name": name, "description": description}
                 )
                 ProjectTestConfig.objects.update_or_create(
                     project=project,
