@@ -40,7 +40,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from packaging.markers import default_environment
 from packaging.metadata import parse_email
@@ -503,8 +503,8 @@ def check_declared_support(
                 f"{python_version} is excluded"
             )
     torch = Version(torch_version).public
-    environment = {
-        **default_environment(),
+    environment: dict[str, str] = {
+        **cast(dict[str, str], default_environment()),
         "python_version": ".".join(python_version.split(".")[:2]),
         "python_full_version": python_version,
     }

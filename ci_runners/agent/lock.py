@@ -135,7 +135,7 @@ def _last_cause(output: str) -> str:
 
 def pinned_versions(lock: list[str]) -> dict[str, str]:
     """Normalized name -> exact version for each `name==version` line of `lock`."""
-    versions = {}
+    versions: dict[str, str] = {}
     for line in lock:
         try:
             requirement = Requirement(line)
@@ -143,7 +143,7 @@ def pinned_versions(lock: list[str]) -> dict[str, str]:
             continue
         specifiers = list(requirement.specifier)
         if len(specifiers) == 1 and specifiers[0].operator in ("==", "==="):
-            versions[canonicalize_name(requirement.name)] = specifiers[0].version
+            versions[str(canonicalize_name(requirement.name))] = specifiers[0].version
     return versions
 
 
