@@ -49,7 +49,12 @@ from ci_runners.agent.results import (
     read_plugin_report,
     torch_from_venv,
 )
-from ci_runners.agent.sandbox import SandboxRun, SandboxUnavailable, run_sandboxed
+from ci_runners.agent.sandbox import (
+    SandboxLimitsUnavailable,
+    SandboxRun,
+    SandboxUnavailable,
+    run_sandboxed,
+)
 from ci_runners.agent.workspace import (
     JobPaths,
     discard_later,
@@ -65,6 +70,8 @@ CANCELLED_ERROR = "cancelled"
 INFRASTRUCTURE_ERRORS: dict[type[Exception], ErrorCode] = {
     CheckoutError: ErrorCode.CHECKOUT_FAILED,
     EnvBuildError: ErrorCode.ENV_BUILD_FAILED,
+    # Before SandboxUnavailable, which it is a kind of: no per-job limits, job refused.
+    SandboxLimitsUnavailable: ErrorCode.SANDBOX_LIMITS_UNAVAILABLE,
     SandboxUnavailable: ErrorCode.SANDBOX_UNAVAILABLE,
     TestConfigError: ErrorCode.BAD_RECIPE,
     NoTestsFound: ErrorCode.NO_TESTS,
@@ -159,6 +166,8 @@ def _start_preparing(*, paths: JobPaths, sandbox: bool, hooks: JobHooks) -> None
     hooks.enter_phase(PHASE_PREPARING)
     if sandbox:
         sandbox_module.check_sandbox()
+        # Fail closed: no untrusted code (build or tests) runs without per-job limits.
+        sandbox_module.check_limits()
     paths.work.mkdir(mode=0o755)
 
 

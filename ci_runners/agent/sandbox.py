@@ -2,8 +2,14 @@
 
 The command runs as an unprivileged uid in its own user, pid, net, ipc and uts namespaces, sees
 the system and the venv read-only and only its work dir writable. bwrap sets no resource caps,
-so each run gets its own cgroup v1 `pids` and `memory` groups; a run ends by killing every
-process in them, which no child escapes.
+so each run gets its own cgroup v1 `pids` and `memory` groups, or on a cgroup v2 host its own
+group under the agent's delegated subtree (`cgroups.py`); a run ends by killing every process in
+them, which no child escapes.
+
+It fails closed: where no per-job limits can be enforced, untrusted code is refused
+(`SandboxLimitsUnavailable`) unless the operator sets AGENT_ALLOW_UNLIMITED=1, which each run
+then logs as a warning and notes in its log. AGENT_CGROUP_ROOT moves the cgroup root (default
+/sys/fs/cgroup).
 
 A run's cgroups are named `ecoreg-<owner>-<id>` (`owners.Owner`: the agent's name, the pid and
 start time of the process that made them). An agent killed with SIGKILL cannot remove its
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import logging
 import os
 import re
 import select
@@ -30,17 +37,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ci_runners.agent import cgroups
+from ci_runners.agent.cgroups import JobCgroupV2, cgroup_root, unlimited_allowed
 from ci_runners.agent.owners import Owner, agent_tag, process_start_time
+
+logger = logging.getLogger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
 SANDBOX_HOME = "/home/sandbox"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_ROOT = cgroups.DEFAULT_CGROUP_ROOT
 CGROUP_PREFIX = "ecoreg-"
 DEFAULT_PIDS_MAX = 256
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_OUTPUT_KEEP_BYTES = 64 * 1024
+# The size cap of the sandbox's private /tmp (a tmpfs: it would otherwise fill the host's RAM).
+DEFAULT_TMP_BYTES = 1024**3
 DEFAULT_KILL_GRACE_S = 3.0
 # At its wall time a run's command is interrupted (SIGINT: pytest then writes its reports) and
 # everything is killed this much later.
@@ -68,6 +81,10 @@ class SandboxUnavailable(Exception):
     """bwrap is missing or cannot start a trivial sandbox."""
 
 
+class SandboxLimitsUnavailable(SandboxUnavailable):
+    """No per-job limits can be enforced here, and AGENT_ALLOW_UNLIMITED is not set."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     pids_max: int = DEFAULT_PIDS_MAX
@@ -75,13 +92,40 @@ class Limits:
     output_keep_bytes: int = DEFAULT_OUTPUT_KEEP_BYTES
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
     interrupt_grace_s: float = DEFAULT_INTERRUPT_GRACE_S
+    # CPUs a run may use (cgroup v2 `cpu.max`); None: no cap.
+    cpus: float | None = None
 
     @classmethod
     def from_environment(cls) -> Limits:
         return cls(
             pids_max=int(os.environ.get("AGENT_PIDS_MAX", DEFAULT_PIDS_MAX)),
             memory_bytes=int(os.environ.get("AGENT_MEMORY_BYTES", DEFAULT_MEMORY_BYTES)),
+            cpus=_cpus_from_environment(),
         )
+
+
+def _cpus_from_environment() -> float | None:
+    """AGENT_CPUS: how many CPUs a run may use (e.g. 2 or 1.5); unset or empty: no cap."""
+    text = os.environ.get("AGENT_CPUS", "").strip()
+    if not text:
+        return None
+    try:
+        cpus = float(text)
+    except ValueError:
+        cpus = 0.0
+    if not 0 < cpus < 1e6:
+        raise ValueError(f"AGENT_CPUS must be a positive number of CPUs, not {text!r}")
+    return cpus
+
+
+def tmp_bytes_from_environment() -> int:
+    """AGENT_TMP_BYTES: the size cap of the sandbox's /tmp, in bytes (default 1 GiB)."""
+    text = os.environ.get("AGENT_TMP_BYTES", "").strip()
+    if not text:
+        return DEFAULT_TMP_BYTES
+    if not text.isdigit() or int(text) <= 0:
+        raise ValueError(f"AGENT_TMP_BYTES must be a positive number of bytes, not {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +140,8 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0
     gpu: bool = True
+    # The size cap of the sandbox's /tmp: writing past it fails with ENOSPC.
+    tmp_bytes: int = field(default_factory=tmp_bytes_from_environment)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,18 +281,31 @@ class JobCgroup:
                 pass
 
 
-def owned_cgroups(*, pid: int | None = None, root: Path = CGROUP_ROOT) -> set[str]:
+RunCgroup = JobCgroup | JobCgroupV2
+
+
+def _group_parents(root: Path) -> list[tuple[str, Path]]:
+    """Where this host's job groups are made, each with the label they are reported under:
+    v1 `pids/` and `memory/`, or v2 `cgroup2/` (the agent's delegated subtree)."""
+    if cgroups.is_v2(root):
+        subtree = cgroups.delegated_subtree(root=root)
+        return [("cgroup2", subtree)] if subtree is not None else []
+    return [("pids", root / "pids"), ("memory", root / "memory")]
+
+
+def owned_cgroups(*, pid: int | None = None, root: Path | None = None) -> set[str]:
     """`controller/name` of the cgroups that process `pid` (default: this one) made.
 
     For a process that is gone, those of any process that had its pid.
     """
+    root = cgroup_root() if root is None else root
     pid = os.getpid() if pid is None else pid
     prefix = cgroup_name_prefix(pid=pid)
     if process_start_time(pid) is None:
         prefix = f"{CGROUP_PREFIX}{agent_tag()}-{pid}-"
     found: set[str] = set()
-    for controller in ("pids", "memory"):
-        found |= {f"{controller}/{group.name}" for group in (root / controller).glob(f"{prefix}*")}
+    for label, parent in _group_parents(root):
+        found |= {f"{label}/{group.name}" for group in parent.glob(f"{prefix}*")}
     return found
 
 
@@ -278,20 +337,21 @@ def _empty_and_remove(directory: Path, *, deadline_s: float = 10.0) -> bool:
     return True
 
 
-def reap_stale_cgroups(*, root: Path = CGROUP_ROOT) -> list[str]:
+def reap_stale_cgroups(*, root: Path | None = None) -> list[str]:
     """Remove this agent's cgroups whose owning process is gone (an agent killed mid-job).
 
     Their processes are killed first. Other agents' groups, groups whose owner still runs
     (another pool process's live job) and groups named otherwise are left alone. Returns the
     `controller/name` of the groups removed.
     """
-    if cgroups_usable() is not None:
+    root = cgroup_root() if root is None else root
+    if cgroups_usable(root) is not None:
         return []
     tag = agent_tag()
     removed: list[str] = []
-    for controller in ("pids", "memory"):
+    for controller, parent in _group_parents(root):
         try:
-            candidates = sorted((root / controller).glob(f"{CGROUP_PREFIX}*"))
+            candidates = sorted(parent.glob(f"{CGROUP_PREFIX}*"))
         except OSError:
             continue
         for directory in candidates:
@@ -306,14 +366,54 @@ def reap_stale_cgroups(*, root: Path = CGROUP_ROOT) -> list[str]:
     return removed
 
 
-def cgroups_usable() -> str | None:
-    """None when per-job cgroups can be made, else why not."""
+def cgroups_usable(root: Path | None = None) -> str | None:
+    """None when per-job cgroups can be made (v1, or v2 in the agent's delegated subtree),
+    else why not. Read only; `root` defaults to AGENT_CGROUP_ROOT, else /sys/fs/cgroup."""
+    root = cgroup_root() if root is None else root
+    if cgroups.is_v2(root):
+        return cgroups.subtree_problem(cgroups.delegated_subtree(root=root))
     if os.geteuid() != 0:
         return "not running as root"
     for controller in ("pids", "memory"):
-        if not os.access(CGROUP_ROOT / controller, os.W_OK):
-            return f"no writable cgroup v1 '{controller}' controller"
+        if not os.access(root / controller, os.W_OK):
+            return (
+                f"no writable cgroup: no cgroup v2 hierarchy ({root}/cgroup.controllers) and "
+                f"no writable cgroup v1 '{controller}' controller ({root}/{controller})"
+            )
     return None
+
+
+def limits_refusal(why_not: str) -> str:
+    """The message of a job refused for want of limits."""
+    return (
+        f"sandbox limits unavailable: {why_not}; untrusted code is not run without per-job "
+        f"limits (AGENT_ALLOW_UNLIMITED=1 runs it with only the wall time limit)"
+    )
+
+
+def check_limits() -> None:
+    """Raise SandboxLimitsUnavailable unless per-job limits can be enforced here or the
+    operator allows running without them (AGENT_ALLOW_UNLIMITED=1)."""
+    why_not = cgroups_usable()
+    if why_not and not unlimited_allowed():
+        raise SandboxLimitsUnavailable(limits_refusal(why_not))
+
+
+def limits_description() -> str:
+    """The per-job limits this host enforces, in a few words for the fleet page:
+    "bwrap + cgroup v1 pids,memory", "bwrap + cgroup v2 pids,memory,cpu",
+    "bwrap, NO limits (AGENT_ALLOW_UNLIMITED): <why>" or "bwrap, jobs refused: <why>"."""
+    root = cgroup_root()
+    why_not = cgroups_usable(root)
+    if why_not:
+        if unlimited_allowed():
+            return f"bwrap, NO limits (AGENT_ALLOW_UNLIMITED): {why_not}"
+        return f"bwrap, jobs refused: {why_not}"
+    if not cgroups.is_v2(root):
+        return "bwrap + cgroup v1 pids,memory"
+    subtree = cgroups.delegated_subtree(root=root)
+    offered = cgroups.offered_controllers(subtree) if subtree else []
+    return f"bwrap + cgroup v2 {','.join(offered)}"
 
 
 def runs_as_root() -> bool:
@@ -376,6 +476,8 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         "/proc",
         "--dev",
         "/dev",
+        "--size",
+        str(spec.tmp_bytes),
         "--tmpfs",
         "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
         "--tmpfs",
@@ -396,7 +498,7 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
     return [*args, "--", *spec.command], env
 
 
-def _preexec(cgroup: JobCgroup | None, *, drop_privileges: bool = True) -> Callable[[], None]:
+def _preexec(cgroup: RunCgroup | None, *, drop_privileges: bool = True) -> Callable[[], None]:
     """Join the job's cgroup before exec (so no child starts outside it), then drop root."""
 
     def prepare_child() -> None:
@@ -530,7 +632,7 @@ def run_sandboxed(
     limits = limits or Limits.from_environment()
     notes: list[str] = []
     command, env = _command_and_env(spec=spec, sandbox=sandbox, notes=notes)
-    cgroup = _job_cgroup(limits=limits, notes=notes)
+    cgroup = _job_cgroup(limits=limits, notes=notes, required=sandbox)
     capture = OutputCap(keep=limits.output_keep_bytes)
     started = time.monotonic()
     process = _start(command=command, env=env, spec=spec, sandbox=sandbox, cgroup=cgroup)
@@ -579,19 +681,49 @@ def _command_and_env(
     return bwrap_command(spec=spec)
 
 
-def _job_cgroup(*, limits: Limits, notes: list[str]) -> JobCgroup | None:
-    """The run's own cgroups, or None (with a note why) when they cannot be made here."""
-    cgroup: JobCgroup | None = None
-    why_not = cgroups_usable()
+def _job_cgroup(*, limits: Limits, notes: list[str], required: bool) -> RunCgroup | None:
+    """The run's own cgroups. Where they cannot be made, a sandboxed (`required`) run is
+    refused (SandboxLimitsUnavailable) unless AGENT_ALLOW_UNLIMITED is set, which is logged
+    as a warning and noted; a bare run (local debugging) only gets the note."""
+    root = cgroup_root()
+    why_not = cgroups_usable(root)
     if why_not is None:
-        cgroup = JobCgroup(limits=limits)
         try:
-            cgroup.create()
+            return _make_cgroup(limits=limits, root=root)
         except OSError as exc:
-            cgroup = None
             why_not = f"cgroup creation failed: {exc}"
-    if cgroup is None:
+    if not required:
         notes.append(f"limits reduced: {why_not}; only the wall time limit holds")
+        return None
+    if not unlimited_allowed():
+        raise SandboxLimitsUnavailable(limits_refusal(why_not))
+    logger.warning(
+        "running untrusted code WITHOUT per-job limits (AGENT_ALLOW_UNLIMITED=1): %s", why_not
+    )
+    notes.append(
+        f"limits NOT enforced (AGENT_ALLOW_UNLIMITED=1): {why_not}; only the wall time limit holds"
+    )
+    return None
+
+
+def _make_cgroup(*, limits: Limits, root: Path) -> RunCgroup:
+    """A v2 group under the delegated subtree (made ready first) on a v2 host, else the v1
+    pair; created with its limits written."""
+    cgroup: RunCgroup
+    subtree = cgroups.delegated_subtree(root=root) if cgroups.is_v2(root) else None
+    if subtree is not None:
+        cgroups.prepare_subtree(subtree)
+        cgroup = JobCgroupV2(
+            subtree=subtree,
+            name=f"{cgroup_name_prefix()}{uuid.uuid4().hex[:12]}",
+            pids_max=limits.pids_max,
+            memory_bytes=limits.memory_bytes,
+            cpus=limits.cpus,
+            controllers=cgroups.enabled_controllers(subtree),
+        )
+    else:
+        cgroup = JobCgroup(limits=limits, root=root)
+    cgroup.create()
     return cgroup
 
 
@@ -601,7 +733,7 @@ def _start(
     env: dict[str, str],
     spec: SandboxSpec,
     sandbox: bool,
-    cgroup: JobCgroup | None,
+    cgroup: RunCgroup | None,
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(  # noqa: S603
@@ -629,7 +761,7 @@ class _RunWatch:
         self,
         *,
         process: subprocess.Popen[bytes],
-        cgroup: JobCgroup | None,
+        cgroup: RunCgroup | None,
         started: float,
         timeout_s: float,
         limits: Limits,
@@ -714,7 +846,7 @@ class _RunWatch:
 
 
 def _end_run(
-    *, process: subprocess.Popen[bytes], cgroup: JobCgroup | None, notes: list[str]
+    *, process: subprocess.Popen[bytes], cgroup: RunCgroup | None, notes: list[str]
 ) -> None:
     """Kill whatever of the run is left and remove its cgroups (noting what they saw)."""
     if cgroup:

@@ -250,10 +250,7 @@ def isolation_summary() -> str:
         sandbox.check_sandbox()
     except sandbox.SandboxUnavailable as exc:
         return str(exc)[:200]
-    why_not = sandbox.cgroups_usable()
-    if why_not:
-        return f"bwrap, no cgroup limits: {why_not}"[:200]
-    return "bwrap + cgroup v1 pids,memory"
+    return sandbox.limits_description()[:200]
 
 
 def heartbeat_message(*, queues: list[str]) -> HeartbeatMessage:

@@ -1,0 +1,320 @@
+"""Per-job limits: the cgroup v2 writer (on a plain directory standing in for the cgroup root),
+and the sandbox failing closed where no limits can be enforced (for real, through run_job)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ci_runners.agent import cgroups, environment, sandbox
+from ci_runners.agent.cgroups import JobCgroupV2
+from ci_runners.agent.contracts import CellState, ErrorCode, Job
+from ci_runners.agent.runner import run_job
+from ci_runners.agent.sandbox import Limits, SandboxLimitsUnavailable, SandboxSpec
+
+pytestmark = pytest.mark.agent
+
+TINY_TESTS = {"tests/test_tiny.py": "def test_tiny():\n    assert 1 + 1 == 2\n"}
+
+
+def _stand_in_root(tmp_path: Path, *, controllers: str = "cpuset cpu io memory pids") -> Path:
+    """A plain directory laid out as a cgroup v2 root, with this process's own cgroup (as
+    /proc/self/cgroup names it) as the delegated subtree."""
+    root = tmp_path / "cgroup"
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None
+    subtree.mkdir(parents=True)
+    for directory in {root, subtree}:
+        (directory / "cgroup.controllers").write_text(f"{controllers}\n")
+        (directory / "cgroup.subtree_control").write_text("")
+        (directory / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    return root
+
+
+def _job_dirs(subtree: Path) -> list[Path]:
+    return sorted(subtree.glob(f"{sandbox.CGROUP_PREFIX}*"))
+
+
+def test_subtree_is_the_agents_cgroup_or_the_parent_of_its_leaf(tmp_path):
+    assert cgroups.delegated_subtree(root=tmp_path, own_path="/") == tmp_path
+    assert cgroups.delegated_subtree(root=tmp_path, own_path="/system.slice/ecoreg.service") == (
+        tmp_path / "system.slice" / "ecoreg.service"
+    )
+    assert cgroups.delegated_subtree(root=tmp_path, own_path="/ecoreg.service/agent") == (
+        tmp_path / "ecoreg.service"
+    )
+    proc = tmp_path / "self-cgroup"
+    proc.write_text("12:pids:/x\n0::/user.slice/agent.scope\n")
+    assert cgroups.own_cgroup_path(proc) == "/user.slice/agent.scope"
+
+
+def test_v2_job_group_gets_its_limits_and_is_removed(tmp_path):
+    root = _stand_in_root(tmp_path)
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None and cgroups.subtree_problem(subtree) is None
+
+    cgroups.prepare_subtree(subtree)
+    group = JobCgroupV2(
+        subtree=subtree,
+        name=f"{sandbox.cgroup_name_prefix()}0123456789ab",
+        pids_max=64,
+        memory_bytes=512 * 1024**2,
+        cpus=1.5,
+        controllers=cgroups.enabled_controllers(subtree),
+    )
+    group.create()
+
+    assert (subtree / "cgroup.subtree_control").read_text().split() == ["+pids", "+memory", "+cpu"]
+    assert (group.directory / "pids.max").read_text() == "64"
+    assert (group.directory / "memory.max").read_text() == str(512 * 1024**2)
+    assert (group.directory / "memory.swap.max").read_text() == "0"
+    assert (group.directory / "cpu.max").read_text() == "150000 100000"
+    group.remove()
+    assert not group.directory.exists()
+
+
+def test_v2_cpu_max_is_max_without_agent_cpus_and_absent_without_cpu_controller(tmp_path):
+    root = _stand_in_root(tmp_path, controllers="memory pids")
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None
+    cgroups.prepare_subtree(subtree)
+    assert cgroups.enabled_controllers(subtree) == ["pids", "memory"]
+    capped = JobCgroupV2(
+        subtree=subtree, name="ecoreg-a", pids_max=1, memory_bytes=1, cpus=2, controllers=["cpu"]
+    )
+    capped.create()
+    assert (capped.directory / "cpu.max").read_text() == "200000 100000"
+    uncapped = JobCgroupV2(
+        subtree=subtree, name="ecoreg-b", pids_max=1, memory_bytes=1, cpus=None, controllers=["cpu"]
+    )
+    uncapped.create()
+    assert (uncapped.directory / "cpu.max").read_text() == "max"
+    no_cpu = JobCgroupV2(
+        subtree=subtree, name="ecoreg-c", pids_max=1, memory_bytes=1, cpus=2, controllers=[]
+    )
+    no_cpu.create()
+    assert not (no_cpu.directory / "cpu.max").exists()
+    assert "cpu limit not applied: no cpu controller delegated" in no_cpu.events()
+
+
+def test_v2_events_become_the_same_notes_as_v1(tmp_path):
+    group = JobCgroupV2(
+        subtree=tmp_path,
+        name="ecoreg-x",
+        pids_max=256,
+        memory_bytes=1024,
+        cpus=None,
+        controllers=[],
+    )
+    group.create()
+    assert group.events() == []
+    (group.directory / "pids.events").write_text("max 7\n")
+    (group.directory / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+
+    assert group.events() == [
+        "process limit reached (pids.max=256)",
+        "memory limit reached (1024 bytes)",
+    ]
+
+
+def test_v2_kill_all_kills_every_process_listed_in_the_group(tmp_path):
+    group = JobCgroupV2(
+        subtree=tmp_path, name="ecoreg-k", pids_max=8, memory_bytes=1024, cpus=None, controllers=[]
+    )
+    group.create()
+    sleepers = [subprocess.Popen(["sleep", "1000"]) for _ in range(2)]  # noqa: S607
+    (group.directory / "cgroup.procs").write_text("".join(f"{p.pid}\n" for p in sleepers))
+
+    try:
+        assert group.kill_all(deadline_s=20)
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+    assert [sleeper.wait() for sleeper in sleepers] == [-signal.SIGKILL] * 2
+    group.remove()
+    assert not group.directory.exists()
+
+
+def test_run_on_a_v2_host_joins_its_group_before_exec_and_removes_it(tmp_path, monkeypatch):
+    root = _stand_in_root(tmp_path)
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None
+    monkeypatch.setenv("AGENT_CGROUP_ROOT", str(root))
+    seen: dict[str, str] = {}
+
+    def look(chunk: bytes) -> None:
+        (group,) = _job_dirs(subtree)
+        seen.update({f.name: f.read_text() for f in group.iterdir()})
+
+    run = sandbox.run_sandboxed(
+        spec=SandboxSpec(command=["sh", "-c", "echo $$"], work_dir=tmp_path, cwd=tmp_path),
+        limits=Limits(pids_max=32, memory_bytes=256 * 1024**2, cpus=0.5),
+        sandbox=False,
+        on_output=look,
+    )
+
+    assert run.exit_code == 0, run.output
+    assert seen["pids.max"] == "32"
+    assert seen["memory.max"] == str(256 * 1024**2)
+    assert seen["cpu.max"] == "50000 100000"
+    assert seen["cgroup.procs"].strip() == run.output.strip()  # the command's own pid
+    assert _job_dirs(subtree) == []
+    assert sandbox.owned_cgroups() == set()
+    assert sandbox.limits_description() == "bwrap + cgroup v2 pids,memory,cpu"
+
+
+def test_v2_subtree_without_delegated_controllers_is_refused():
+    """The real cgroup2 mount of this hybrid host offers none of pids and memory."""
+    unified = Path("/sys/fs/cgroup/unified")
+    if not cgroups.is_v2(unified):
+        pytest.fail("this test needs the hybrid host's /sys/fs/cgroup/unified")
+    why = sandbox.cgroups_usable(unified)
+
+    assert why is not None
+    assert "lacks the pids,memory controller(s)" in why
+    assert "Delegate=yes" in why
+
+
+def test_v2_subtree_not_writable_by_the_agent_is_refused(work_root):
+    # Under the work root: reachable (not writable) by the unprivileged uid below.
+    base = work_root / f"cgroup-stand-in-{os.getpid()}"
+    root = _stand_in_root(base)
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    # As an unprivileged uid, as an agent without a delegated subtree runs.
+    why = _as_unprivileged_uid(lambda: sandbox.cgroups_usable(root))
+
+    assert "is not writable" in why
+    assert "Delegate=yes" in why
+
+
+def _as_unprivileged_uid(check: Callable[[], str | None]) -> str:
+    """`check()`'s answer, asked in a forked child that dropped to the sandbox's uid."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgroups([])
+            os.setgid(sandbox.SANDBOX_GID)
+            os.setuid(sandbox.SANDBOX_UID)
+            os.write(write_end, str(check()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        text = answer.read().decode()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_bad_agent_cpus_is_a_clear_message(monkeypatch):
+    monkeypatch.setenv("AGENT_CPUS", "lots")
+    with pytest.raises(ValueError, match="AGENT_CPUS must be a positive number of CPUs"):
+        Limits.from_environment()
+
+
+# --- failing closed, for real ----------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cgroups(tmp_path, monkeypatch) -> Path:
+    """The cgroup root moved to an empty directory: neither v1 nor v2 limits can be had."""
+    empty = tmp_path / "no-cgroups"
+    empty.mkdir()
+    monkeypatch.setenv("AGENT_CGROUP_ROOT", str(empty))
+    monkeypatch.delenv("AGENT_ALLOW_UNLIMITED", raising=False)
+    return empty
+
+
+def _tiny_job(repo: Path) -> Job:
+    return Job(source=str(repo), torch_version="2.13.0", torch_variant="cpu", timeout_s=120)
+
+
+def test_job_is_refused_without_limits(make_project, work_root, no_cgroups, require_sandbox):
+    repo = make_project(name="refused", files=TINY_TESTS)
+
+    result = run_job(job=_tiny_job(repo), work_root=work_root)
+
+    assert result.state == CellState.ERRORED
+    assert result.error_code == ErrorCode.SANDBOX_LIMITS_UNAVAILABLE
+    assert result.error.startswith("sandbox limits unavailable: no writable cgroup")
+    assert str(no_cgroups) in result.error
+    assert "AGENT_ALLOW_UNLIMITED=1" in result.error
+    assert result.commit is None  # refused before the checkout: nothing of the job ran
+    assert sum(result.counts.values()) == 0 and result.tests_collected is None
+    assert sandbox.limits_description().startswith("bwrap, jobs refused: no writable cgroup")
+
+
+def test_project_build_is_refused_without_limits(
+    make_project, work_root, no_cgroups, require_sandbox
+):
+    repo = make_project(name="refused-build", files=TINY_TESTS)
+    venv = work_root / f"refused-build-venv-{os.getpid()}"
+
+    with pytest.raises(SandboxLimitsUnavailable, match="sandbox limits unavailable"):
+        environment.build_environment(
+            job=_tiny_job(repo), project_dir=repo, venv=venv, extras=[], requirements=[]
+        )
+
+
+def test_allow_unlimited_runs_the_job_and_says_so(
+    make_project, work_root, no_cgroups, monkeypatch, caplog, require_sandbox
+):
+    monkeypatch.setenv("AGENT_ALLOW_UNLIMITED", "1")
+    repo = make_project(name="unlimited", files=TINY_TESTS)
+
+    with caplog.at_level(logging.WARNING, logger="ci_runners.agent.sandbox"):
+        result = run_job(job=_tiny_job(repo), work_root=work_root)
+
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
+    assert result.counts["passed"] == 1
+    assert "[agent] limits NOT enforced (AGENT_ALLOW_UNLIMITED=1): no writable cgroup" in (
+        result.log_tail
+    )
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("WITHOUT per-job limits" in r.getMessage() for r in warnings)
+    assert sandbox.limits_description().startswith("bwrap, NO limits (AGENT_ALLOW_UNLIMITED)")
+
+
+def test_this_hosts_cgroup_v1_limits_are_described():
+    assert sandbox.limits_description() == "bwrap + cgroup v1 pids,memory"
+
+
+# --- the sandbox's /tmp has a size cap --------------------------------------------------------
+
+FILL_TMP_TESTS = {
+    "tests/test_fill_tmp.py": """
+        def test_fill_tmp():
+            chunk = b"x" * (1 << 20)
+            with open("/tmp/fill", "wb") as handle:
+                for _ in range(64):
+                    handle.write(chunk)
+                handle.flush()
+    """,
+}
+
+
+def test_writing_past_the_tmp_cap_is_a_failed_test(
+    make_project, work_root, monkeypatch, require_sandbox
+):
+    monkeypatch.setenv("AGENT_TMP_BYTES", str(16 * 1024**2))
+    repo = make_project(name="fill-tmp", files=FILL_TMP_TESTS)
+
+    result = run_job(job=_tiny_job(repo), work_root=work_root)
+
+    assert result.state == CellState.FAILED, (result.error, result.log_tail)
+    assert result.counts["failed"] == 1
+    (failure,) = result.failures
+    assert "No space left on device" in str(failure), failure
+
+
+def test_bad_agent_tmp_bytes_is_a_clear_message(monkeypatch):
+    monkeypatch.setenv("AGENT_TMP_BYTES", "1G")
+    with pytest.raises(ValueError, match="AGENT_TMP_BYTES must be a positive number of bytes"):
+        sandbox.tmp_bytes_from_environment()
