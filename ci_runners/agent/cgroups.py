@@ -33,6 +33,7 @@ AGENT_LEAF = "agent"
 REQUIRED_CONTROLLERS = ("pids", "memory")
 OPTIONAL_CONTROLLERS = ("cpu",)
 CPU_PERIOD_US = 100_000
+ENABLE_ATTEMPTS = 3
 NOT_DELEGATED_HINT = "not delegated to the agent (systemd Delegate=yes, or a private cgroupns)"
 
 
@@ -138,16 +139,24 @@ def prepare_subtree(subtree: Path) -> None:
     processes into the `agent` leaf if the kernel asks for it (EBUSY). Idempotent."""
     enabled = enabled_controllers(subtree)
     missing = [c for c in offered_controllers(subtree) if c not in enabled]
-    if not missing:
-        return
+    if missing:
+        enable_controllers(subtree, missing)
+
+
+def enable_controllers(subtree: Path, controllers: list[str]) -> None:
+    """Hand `controllers` to `subtree`'s children; where the kernel refuses because processes
+    live in `subtree` itself (EBUSY), move them into the `agent` leaf and try again."""
     control = subtree / "cgroup.subtree_control"
-    try:
-        control.write_text(" ".join(f"+{c}" for c in missing))
-    except OSError as exc:
-        if exc.errno != errno.EBUSY:
-            raise
-        _move_processes_to_leaf(subtree)
-        control.write_text(" ".join(f"+{c}" for c in missing))
+    text = " ".join(f"+{c}" for c in controllers)
+    for attempt in range(ENABLE_ATTEMPTS):
+        try:
+            control.write_text(text)
+            return
+        except OSError as exc:
+            # A process may start in the subtree while the others move: move it too.
+            if exc.errno != errno.EBUSY or attempt == ENABLE_ATTEMPTS - 1:
+                raise
+            _move_processes_to_leaf(subtree)
 
 
 def _alive(pid: int) -> bool:

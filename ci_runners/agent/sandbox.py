@@ -1,7 +1,8 @@
 """Run an untrusted command under bubblewrap with cgroup limits, a wall clock and an output cap.
 
 The command runs as an unprivileged uid in its own user, pid, net, ipc and uts namespaces, sees
-the system and the venv read-only and only its work dir writable. bwrap sets no resource caps,
+the system and the venv read-only and only its work dir (and a private /tmp, capped at
+AGENT_TMP_BYTES, 1 GiB) writable. bwrap sets no other resource caps,
 so each run gets its own cgroup v1 `pids` and `memory` groups, or on a cgroup v2 host its own
 group under the agent's delegated subtree (`cgroups.py`); a run ends by killing every process in
 them, which no child escapes.
@@ -36,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISUID
 
 from ci_runners.agent import cgroups
 from ci_runners.agent.cgroups import JobCgroupV2, cgroup_root, unlimited_allowed
@@ -328,13 +330,7 @@ def _empty_and_remove(directory: Path, *, deadline_s: float = 10.0) -> bool:
             except ProcessLookupError:
                 pass
         time.sleep(0.02)
-    try:
-        directory.rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    return True
+    return cgroups.remove_group(directory)
 
 
 def reap_stale_cgroups(*, root: Path | None = None) -> list[str]:
@@ -433,6 +429,22 @@ def _system_binds() -> list[str]:
     return args
 
 
+@functools.cache
+def tmpfs_size_supported() -> bool:
+    """bwrap 0.7 and later can cap a tmpfs (`--size`); without it the job's memory limit still
+    bounds the sandbox's /tmp (tmpfs pages are charged to the job's memory cgroup). A setuid
+    bwrap refuses `--size`."""
+    try:
+        if os.stat(BWRAP).st_mode & S_ISUID:
+            return False
+        completed = subprocess.run(  # noqa: S603
+            [BWRAP, "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in completed.stdout + completed.stderr
+
+
 def gpu_device_args() -> tuple[list[str], dict[str, str]]:
     """On NVIDIA hosts: the device nodes, /sys read-only, and the job's GPU."""
     if not Path("/dev/nvidia0").exists():
@@ -476,8 +488,7 @@ def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         "/proc",
         "--dev",
         "/dev",
-        "--size",
-        str(spec.tmp_bytes),
+        *(["--size", str(spec.tmp_bytes)] if tmpfs_size_supported() else []),
         "--tmpfs",
         "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
         "--tmpfs",
@@ -542,7 +553,7 @@ def _probe() -> str | None:
             preexec_fn=_preexec(None),  # noqa: PLW1509
             check=False,
         )
-    except (OSError, subprocess.SubprocessError) as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:  # ValueError: a bad setting
         return str(exc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -673,6 +684,8 @@ def _command_and_env(
         notes.append("ran WITHOUT sandbox (--unsafe-no-sandbox)")
         return list(spec.command), env
     check_sandbox()
+    if not tmpfs_size_supported():
+        notes.append("sandbox /tmp not size-capped: this bwrap has no --size (bwrap < 0.7)")
     for path in [spec.work_dir, *spec.ro_binds, *spec.ro_binds_to.values()]:
         if not _path_reachable_by_sandbox_user(path):
             raise SandboxUnavailable(

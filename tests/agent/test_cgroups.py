@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def _stand_in_root(tmp_path: Path, *, controllers: str = "cpuset cpu io memory p
         (directory / "cgroup.subtree_control").write_text("")
         (directory / "cgroup.procs").write_text(f"{os.getpid()}\n")
     return root
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan killed waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _job_dirs(subtree: Path) -> list[Path]:
@@ -141,6 +150,78 @@ def test_v2_kill_all_kills_every_process_listed_in_the_group(tmp_path):
     assert not group.directory.exists()
 
 
+def test_v2_group_on_the_real_cgroup2_mount_is_killed_whole_and_removed():
+    """The kernel's own v2 files (cgroup.procs, cgroup.kill, rmdir) on this hybrid host's
+    cgroup2 mount, which has no pids or memory controller to write limits with."""
+    unified = Path("/sys/fs/cgroup/unified")
+    subtree = cgroups.delegated_subtree(root=unified)
+    if not cgroups.is_v2(unified) or subtree is None or not subtree.is_dir():
+        pytest.fail("this test needs the hybrid host's /sys/fs/cgroup/unified")
+    group = JobCgroupV2(
+        subtree=subtree,
+        name=f"{sandbox.cgroup_name_prefix()}{os.urandom(6).hex()}",
+        pids_max=8,
+        memory_bytes=1024,
+        cpus=None,
+        controllers=[],
+    )
+    group.directory.mkdir()
+    try:
+        shell = subprocess.Popen(
+            ["sh", "-c", "sleep 1000 & sleep 1000 & wait"],  # noqa: S607
+            preexec_fn=group.join_current_process,  # noqa: PLW1509
+        )
+        while len(group.pids()) < 3 and shell.poll() is None:
+            time.sleep(0.05)
+        sleepers = group.pids() - {shell.pid}
+        assert len(sleepers) == 2
+        assert (group.directory / "cgroup.kill").exists()
+
+        assert group.kill_all(deadline_s=20)
+
+        assert shell.wait() == -signal.SIGKILL
+        assert not any(_running(pid) for pid in sleepers)
+        group.remove()
+        assert not group.directory.exists()
+    finally:
+        group.kill_all(deadline_s=5)
+        group.remove()
+
+
+def test_v2_processes_move_into_the_agent_leaf_before_controllers_are_handed_down():
+    """v2's no-internal-processes rule, for real: a group with a process in it cannot enable a
+    domain controller (hugetlb, the one this host's cgroup2 mount has) until it moves out."""
+    unified = Path("/sys/fs/cgroup/unified")
+    if "hugetlb" not in (unified / "cgroup.controllers").read_text().split():
+        pytest.fail("this test needs the hybrid host's /sys/fs/cgroup/unified with hugetlb")
+    root_control = unified / "cgroup.subtree_control"
+    handed_down = "hugetlb" in root_control.read_text().split()
+    if not handed_down:  # the root may have processes of its own; we give it back after
+        root_control.write_text("+hugetlb")
+    subtree = unified / f"{sandbox.cgroup_name_prefix()}{os.urandom(6).hex()}"
+    subtree.mkdir()
+    sleeper = subprocess.Popen(["sleep", "1000"])  # noqa: S607
+    try:
+        (subtree / "cgroup.procs").write_text(str(sleeper.pid))
+
+        cgroups.enable_controllers(subtree, ["hugetlb"])
+
+        assert "hugetlb" in (subtree / "cgroup.subtree_control").read_text().split()
+        assert (subtree / "cgroup.procs").read_text() == ""
+        leaf = subtree / cgroups.AGENT_LEAF
+        assert (leaf / "cgroup.procs").read_text().split() == [str(sleeper.pid)]
+        own = Path(f"/proc/{sleeper.pid}/cgroup").read_text().splitlines()[-1]
+        assert cgroups.delegated_subtree(root=unified, own_path=own[3:]) == subtree
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for directory in (subtree / cgroups.AGENT_LEAF, subtree):
+            cgroups.remove_group(directory)
+        if not handed_down:
+            root_control.write_text("-hugetlb")
+    assert not subtree.exists()
+
+
 def test_run_on_a_v2_host_joins_its_group_before_exec_and_removes_it(tmp_path, monkeypatch):
     root = _stand_in_root(tmp_path)
     subtree = cgroups.delegated_subtree(root=root)
@@ -167,6 +248,48 @@ def test_run_on_a_v2_host_joins_its_group_before_exec_and_removes_it(tmp_path, m
     assert _job_dirs(subtree) == []
     assert sandbox.owned_cgroups() == set()
     assert sandbox.limits_description() == "bwrap + cgroup v2 pids,memory,cpu"
+
+
+def test_sandboxed_run_on_a_v2_host_is_not_refused(work_root, monkeypatch, require_sandbox):
+    base = work_root / f"v2-sandboxed-{os.getpid()}"
+    root = _stand_in_root(base)
+    monkeypatch.setenv("AGENT_CGROUP_ROOT", str(root))
+    monkeypatch.delenv("AGENT_ALLOW_UNLIMITED", raising=False)
+    scratch = base / "work"
+    scratch.mkdir(mode=0o755)
+    sandbox.give_to_sandbox_user(scratch)
+
+    run = sandbox.run_sandboxed(
+        spec=SandboxSpec(command=["sh", "-c", "echo inside"], work_dir=scratch, cwd=scratch)
+    )
+
+    assert run.exit_code == 0, run.output
+    assert run.output.strip() == "inside"
+    assert not any("limits" in note for note in run.notes), run.notes
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None and _job_dirs(subtree) == []
+
+
+def test_stale_v2_groups_of_this_agent_are_reaped_and_live_ones_kept(tmp_path, monkeypatch):
+    root = _stand_in_root(tmp_path)
+    subtree = cgroups.delegated_subtree(root=root)
+    assert subtree is not None
+    monkeypatch.setenv("AGENT_CGROUP_ROOT", str(root))
+    finished = subprocess.Popen(["true"])  # noqa: S607
+    finished.wait()
+    tag = sandbox.agent_tag()
+    stale = subtree / f"ecoreg-{tag}-{finished.pid}-12345-{os.urandom(6).hex()}"
+    live = subtree / f"{sandbox.cgroup_name_prefix()}{os.urandom(6).hex()}"
+    for group in (stale, live, subtree / cgroups.AGENT_LEAF):
+        group.mkdir()
+        (group / "cgroup.procs").write_text("")
+
+    removed = sandbox.reap_stale_cgroups()
+
+    assert removed == [f"cgroup2/{stale.name}"]
+    assert not stale.exists()
+    assert live.is_dir() and (subtree / cgroups.AGENT_LEAF).is_dir()
+    assert sandbox.owned_cgroups() == {f"cgroup2/{live.name}"}
 
 
 def test_v2_subtree_without_delegated_controllers_is_refused():
