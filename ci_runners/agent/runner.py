@@ -268,6 +268,10 @@ def _collect_results(
     result.error = join_problems(
         verdict.error, notes if verdict.state != CellState.PASSED else None
     )
+    if run.disk_quota_exceeded:  # killed mid-run: what it left says nothing of the project
+        result.state, result.error_code = CellState.ERRORED, str(ErrorCode.DISK_QUOTA)
+        result.error = notes
+        return
     if verdict.error_code == ErrorCode.TORCH_MISMATCH:
         return  # nothing the tests did counts: they ran against another torch (or none)
     result.counts = verdict.counts

@@ -63,6 +63,8 @@ DEFAULT_INTERRUPT_GRACE_S = 5.0
 # The command's pid inside the sandbox: bwrap's own init is 1 (`--unshare-pid`).
 COMMAND_PID_IN_SANDBOX = 2
 STOP_POLL_S = 1.0
+DEFAULT_DISK_BYTES = 10 * 1024**3
+DISK_POLL_S = 2.0
 _CGROUP_NAME = re.compile(
     r"^ecoreg-(?P<agent>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<id>[0-9a-f]{12})$"
 )
@@ -96,6 +98,9 @@ class Limits:
     interrupt_grace_s: float = DEFAULT_INTERRUPT_GRACE_S
     # CPUs a run may use (cgroup v2 `cpu.max`); None: no cap.
     cpus: float | None = None
+    # What a run may write into its work dir (checked every DISK_POLL_S; the run is killed
+    # past it: `SandboxRun.disk_quota_exceeded`).
+    disk_bytes: int = DEFAULT_DISK_BYTES
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -103,6 +108,7 @@ class Limits:
             pids_max=int(os.environ.get("AGENT_PIDS_MAX", DEFAULT_PIDS_MAX)),
             memory_bytes=int(os.environ.get("AGENT_MEMORY_BYTES", DEFAULT_MEMORY_BYTES)),
             cpus=_cpus_from_environment(),
+            disk_bytes=int(os.environ.get("AGENT_JOB_DISK_BYTES", DEFAULT_DISK_BYTES)),
         )
 
 
@@ -157,6 +163,28 @@ class SandboxRun:
     output_bytes: int
     cut_bytes: int
     notes: list[str]
+    # Killed for writing more than `Limits.disk_bytes` into its work dir.
+    disk_quota_exceeded: bool = False
+
+
+def dir_size_bytes(path: Path) -> int:
+    """Bytes `path` takes on disk (allocated blocks), without following links; 0 if gone."""
+    total = 0
+    pending = [str(path)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return total
 
 
 class OutputCap:
@@ -654,6 +682,7 @@ def run_sandboxed(
         timeout_s=spec.timeout_s,
         limits=limits,
         sandboxed=sandbox,
+        work_dir=spec.work_dir,
     )
     try:
         watch.pump(capture=capture, on_output=on_output, should_stop=should_stop, notes=notes)
@@ -671,6 +700,7 @@ def run_sandboxed(
         output_bytes=capture.total,
         cut_bytes=capture.cut,
         notes=notes,
+        disk_quota_exceeded=watch.disk_quota_exceeded,
     )
 
 
@@ -779,8 +809,13 @@ class _RunWatch:
         timeout_s: float,
         limits: Limits,
         sandboxed: bool,
+        work_dir: Path,
     ) -> None:
         self.process = process
+        self.work_dir = work_dir
+        self.disk_bytes = limits.disk_bytes
+        self.next_disk_poll = started + DISK_POLL_S
+        self.disk_quota_exceeded = False
         self.sandboxed = sandboxed
         self.cgroup = cgroup
         self.deadline = started + timeout_s
@@ -831,8 +866,21 @@ class _RunWatch:
                 self.terminated_at = now
                 notes.append("stopped on request")
                 self._signal_all(signal.SIGTERM)
+        if self.terminated_at is None and now >= self.next_disk_poll:
+            self._enforce_disk_quota(now=now, notes=notes)
         if self.terminated_at is not None and now >= self.terminated_at + self.kill_grace_s:
             self._signal_all(signal.SIGKILL)
+
+    def _enforce_disk_quota(self, *, now: float, notes: list[str]) -> None:
+        """Past its disk quota a run is killed at once: the disk is filling, nothing waits."""
+        self.next_disk_poll = now + DISK_POLL_S
+        used = dir_size_bytes(self.work_dir)
+        if used <= self.disk_bytes:
+            return
+        self.disk_quota_exceeded = True
+        self.terminated_at = now - self.kill_grace_s
+        notes.append(f"disk quota exceeded: {used} bytes written (limit {self.disk_bytes})")
+        self._signal_all(signal.SIGKILL)
 
     def _wait_s(self, now: float) -> float:
         wait = 0.5 if self.terminated_at is None else 0.1

@@ -441,3 +441,36 @@ def test_bad_agent_tmp_bytes_is_a_clear_message(monkeypatch):
     monkeypatch.setenv("AGENT_TMP_BYTES", "1G")
     with pytest.raises(ValueError, match="AGENT_TMP_BYTES must be a positive number of bytes"):
         sandbox.tmp_bytes_from_environment()
+
+
+def test_writing_past_the_job_disk_quota_is_errored_disk_quota_and_fills_nothing(
+    make_project, work_root, require_sandbox, monkeypatch
+):
+    monkeypatch.setenv("AGENT_JOB_DISK_BYTES", str(32 * 1024**2))
+    repo = make_project(
+        name="diskhog",
+        files={
+            "tests/test_hog.py": """
+                import time
+
+
+                def test_fills_the_work_dir():
+                    with open("hog.bin", "wb") as handle:
+                        for _ in range(4096):  # 4 GiB, slowly enough to be caught on the way
+                            handle.write(b"x" * 1024**2)
+                            handle.flush()
+                            time.sleep(0.01)
+            """,
+        },
+    )
+
+    result = run_job(
+        job=Job(source=str(repo), torch_version="2.13.0", torch_variant="cpu", timeout_s=300),
+        work_root=work_root,
+    )
+
+    assert result.state == CellState.ERRORED, (result.error, result.log_tail)
+    assert result.error_code == ErrorCode.DISK_QUOTA
+    assert "disk quota exceeded" in result.error
+    assert result.counts == dict.fromkeys(result.counts, 0)
+    assert not list(work_root.glob("job-*/work"))  # the job's files are gone with it
