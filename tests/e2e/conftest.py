@@ -1,6 +1,7 @@
 """Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright,
 and the starting points of the review journeys."""
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,24 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_orphaned_connections(django_db_setup):
+    """Before the test database is dropped, close the connections no context owns any more.
+    Django keeps a connection per context (asgiref Local), and Playwright's sync API runs the
+    test in greenlets, each with a context of its own: a connection opened in one is left
+    open when it ends, out of pytest-django's reach (measured: one per session, owned by the
+    main thread, not in its `connections`), and PostgreSQL refuses to drop a database that a
+    session still holds ("is being accessed by other users")."""
+    yield
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    gc.collect()
+    for wrapper in gc.get_objects():
+        if isinstance(wrapper, BaseDatabaseWrapper) and wrapper.connection is not None:
+            wrapper.inc_thread_sharing()  # closing another thread's wrapper is allowed then
+            wrapper.close()
 
 
 @pytest.fixture
