@@ -42,10 +42,27 @@ export AGENT_BROKER_URL="$REDIS_URL"
 export AGENT_WORK_ROOT="${AGENT_WORK_ROOT:-/tmp/ecosystem-registry-agent}"
 bash scripts/system_deps.sh bubblewrap || echo "Without bubblewrap the runner refuses to run test suites (cells end 'errored')." >&2
 
+# Per-job process and memory limits: cgroup v1 as root, or a delegated cgroup v2 subtree. On a
+# cgroup v2 laptop, a systemd user scope with Delegate=yes gives one; failing that, the local
+# demo runs without limits, and says so (production never sets AGENT_ALLOW_UNLIMITED silently).
+run_prefix=()
+why_no_limits="$(python -c 'from ci_runners.agent import sandbox; print(sandbox.cgroups_usable() or "")')"
+if [ -n "$why_no_limits" ]; then
+  if command -v systemd-run >/dev/null 2>&1 \
+      && systemd-run --user --scope -p Delegate=yes --quiet true >/dev/null 2>&1; then
+    echo "Per-job limits: the processes run in a delegated systemd user scope (cgroup v2)."
+    run_prefix=(systemd-run --user --scope -p Delegate=yes --quiet --)
+  else
+    echo "WARNING: no per-job limits here ($why_no_limits)." >&2
+    echo "WARNING: local runs are NOT isolated by process and memory limits (AGENT_ALLOW_UNLIMITED=1, this demo only)." >&2
+    export AGENT_ALLOW_UNLIMITED=1
+  fi
+fi
+
 python manage.py migrate --noinput
 python manage.py import_landscape data/pytorch-landscape.yml
 python manage.py setup_demo
 echo
 echo "Ecosystem Registry: http://127.0.0.1:${WEB_PORT:-8000}  (Ctrl-C stops web, worker, results, beat and runner)"
 # honcho gives every process a PORT of its own; the web port is WEB_PORT (default 8000).
-honcho start -f Procfile web worker results beat runner
+"${run_prefix[@]}" honcho start -f Procfile web worker results beat runner

@@ -115,3 +115,17 @@ def test_compose_starts_the_app_after_its_migrations_with_shared_logs_and_email(
         if not volume.startswith((".", "/"))
     }
     assert used <= declared
+
+
+def test_compose_gpu_runner_gets_its_gpus_and_a_cgroup_tree_it_can_write():
+    runner = compose()["services"]["runner"]
+    devices = runner["deploy"]["resources"]["reservations"]["devices"]
+    assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
+    # Its own cgroup namespace, remounted read-write (SYS_ADMIN) before the agent starts, so
+    # per-job limits can be written; the agent refuses jobs otherwise, it never runs unlimited.
+    assert runner["cgroup"] == "private" and "SYS_ADMIN" in runner["cap_add"]
+    shell, flag, script, name = runner["entrypoint"]
+    assert (shell, flag, name) == ("sh", "-c", "runner")
+    assert script.index("mount -o remount,rw /sys/fs/cgroup") < script.index('exec "$$@"')
+    assert "AGENT_ALLOW_UNLIMITED" not in runner.get("environment", {})
+    assert runner["privileged"] is False
