@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import CharField, Count, F, Func, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
@@ -53,19 +53,16 @@ class Landscape:
     latest_torch: str  # the newest PyTorch version any compatibility result names ("" if none)
 
 
-class _JSONArrayElementsText(Func):
-    function = "jsonb_array_elements_text"
-    output_field = CharField()
-
-
 def latest_torch_version() -> str:
-    """The newest PyTorch version in any project's compatibility summary (one query)."""
-    passing = Project.objects.annotate(version=_JSONArrayElementsText(F("works_with")))
-    failing = Project.objects.annotate(version=_JSONArrayElementsText(F("breaks_with")))
-    excluded = Project.objects.annotate(version=_JSONArrayElementsText(F("not_installable_with")))
-    versions = passing.values_list("version", flat=True).union(
-        failing.values_list("version", flat=True), excluded.values_list("version", flat=True)
+    """The newest PyTorch version in any project's compatibility summary (one query; works on
+    SQLite too, as `make run` uses it: no JSON set functions, no ordered compound queries)."""
+    versions: set[str] = set()
+    summaries = Project.objects.order_by().values_list(
+        "works_with", "breaks_with", "not_installable_with"
     )
+    for lists in summaries.iterator(chunk_size=2000):
+        for listed in lists:
+            versions.update(str(version) for version in listed or ())
     return max(versions, key=version_sort_key, default="")
 
 

@@ -97,6 +97,16 @@ def _sweep_what_killed_jobs_left(**_: Any) -> None:
 
 
 @signals.worker_process_init.connect
+def _take_pool_gpu(**_: Any) -> None:
+    """Pool process i runs its jobs on the i-th GPU of AGENT_GPUS (see `gpu`)."""
+    from celery.utils.log import current_process_index
+
+    from ci_runners.agent import gpu
+
+    gpu.assign_pool_gpu(current_process_index(base=0) or 0)
+
+
+@signals.worker_process_init.connect
 def _start_heartbeats(**_: Any) -> None:
     start_heartbeats(reporter=reporter, queues=consumed_queues)
 

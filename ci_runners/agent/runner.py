@@ -135,6 +135,7 @@ def run_job(
     sweep_trash(work_root=work_root)
     try:
         _start_preparing(paths=paths, sandbox=sandbox, hooks=hooks)
+        sandbox_module.check_gpu(needs_gpu=job.test_config.needs_gpu)
         checkout = _check_out(job=job, paths=paths, result=record.result)
         recipe = _discover_recipe(job=job, checkout=checkout, result=record.result)
         hooks.stop_if_asked()
@@ -286,7 +287,7 @@ def _environment_seen(
     environment = {"python": None, **torch_from_venv(venv), "gpu": None}
     environment.update({k: v for k, v in reported.items() if v is not None})
     info = gpu.gpu_info()
-    environment["gpu"] = info.name if info else None
+    environment["gpu"] = info.label if info else None
     return {key: environment.get(key) for key in keys}
 
 

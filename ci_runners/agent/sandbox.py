@@ -24,7 +24,6 @@ passwords.
 from __future__ import annotations
 
 import functools
-import glob
 import logging
 import os
 import re
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISUID
 
-from ci_runners.agent import cgroups
+from ci_runners.agent import cgroups, gpu
 from ci_runners.agent.cgroups import JobCgroupV2, cgroup_root, unlimited_allowed
 from ci_runners.agent.owners import Owner, agent_tag, process_start_time
 
@@ -473,15 +472,66 @@ def tmpfs_size_supported() -> bool:
     return "--size" in completed.stdout + completed.stderr
 
 
-def gpu_device_args() -> tuple[list[str], dict[str, str]]:
-    """On NVIDIA hosts: the device nodes, /sys read-only, and the job's GPU."""
-    if not Path("/dev/nvidia0").exists():
+DEV_ROOT = Path("/dev")
+# The driver's shared nodes every CUDA process opens (besides its GPU's /dev/nvidiaN).
+GPU_CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+
+
+class NoGpuAvailable(SandboxUnavailable):
+    """The job needs a GPU (`needs_gpu`) and this runner has none, or not the one assigned."""
+
+
+def _host_gpu(*, dev_root: Path, index: int) -> gpu.GpuInfo | None:
+    """What NVML (or nvidia-smi) says of GPU `index`; None for a stand-in dev root (tests),
+    which no driver stands behind."""
+    return gpu.gpu_info(index) if dev_root == DEV_ROOT else None
+
+
+def job_gpu_node(*, dev_root: Path = DEV_ROOT, index: int | None = None) -> Path | None:
+    """The /dev/nvidiaN node of the job's GPU (N: its minor number, from NVML; where NVML
+    cannot tell, the host index), or None when this host has no such node."""
+    index = gpu.job_gpu_index() if index is None else index
+    info = _host_gpu(dev_root=dev_root, index=index)
+    minor = info.minor if info is not None and info.minor is not None else index
+    node = dev_root / f"nvidia{minor}"
+    return node if node.exists() else None
+
+
+def check_gpu(*, needs_gpu: bool, dev_root: Path = DEV_ROOT) -> None:
+    """Refuse (NoGpuAvailable) a job that needs a GPU on a runner without the job's GPU."""
+    if needs_gpu and job_gpu_node(dev_root=dev_root) is None:
+        raise NoGpuAvailable(
+            f"no GPU here: the job needs one (needs_gpu) and {dev_root}/nvidia"
+            f"{gpu.job_gpu_index()} does not exist; run it on a runner.cuda.* queue"
+        )
+
+
+def gpu_device_args(
+    *, dev_root: Path = DEV_ROOT, index: int | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """On NVIDIA hosts: ONLY the job's GPU node, the driver's control nodes, /sys read-only,
+    and CUDA_VISIBLE_DEVICES naming that GPU; nothing on hosts without it.
+
+    No other /dev/nvidiaN exists in the sandbox, so the CUDA driver cannot open the other GPUs
+    and skips them (as in a container given one GPU): the job's GPU is CUDA device 0 in the
+    sandbox whatever its host index. CUDA_VISIBLE_DEVICES is therefore its UUID when NVML
+    knows it (right however the driver enumerates), else "0"; never the host index, which for
+    GPU N > 0 would hide the only GPU the job can open."""
+    index = gpu.job_gpu_index() if index is None else index
+    node = job_gpu_node(dev_root=dev_root, index=index)
+    if node is None:
         return [], {}
+    nodes = [node, *(dev_root / name for name in GPU_CONTROL_NODES)]
+    nodes += sorted((dev_root / "nvidia-caps").glob("*"))  # MIG access capabilities
     args: list[str] = []
-    for node in sorted(glob.glob("/dev/nvidia*")):
-        args += ["--dev-bind", node, node]
+    for path in nodes:
+        if path.exists():
+            inside = Path("/dev") / path.relative_to(dev_root)
+            args += ["--dev-bind", str(path), str(inside)]
     args += ["--ro-bind", "/sys", "/sys"]
-    return args, {"CUDA_VISIBLE_DEVICES": os.environ.get("AGENT_GPU_INDEX", "0")}
+    info = _host_gpu(dev_root=dev_root, index=index)
+    visible = info.uuid if info is not None and info.uuid else "0"
+    return args, {"CUDA_VISIBLE_DEVICES": visible}
 
 
 def bwrap_command(*, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:

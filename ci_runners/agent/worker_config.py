@@ -7,6 +7,12 @@ AGENT_WORK_ROOT               where job dirs are made (default, as for the comma
                               <tempdir>/ecosystem-registry-agent, reachable by the
                               sandbox's uid)
 AGENT_SANDBOX                 "0" runs tests without bubblewrap (local debugging only)
+AGENT_GPU_INDEX               the host index (nvidia-smi's) of the GPU this worker's jobs get
+                              (default 0); the sandbox binds only that GPU's /dev/nvidiaN
+                              and the driver's control nodes (`sandbox.gpu_device_args`)
+AGENT_GPUS                    "0,1,2,3": pool process i takes the i-th of these GPUs (one GPU
+                              per job; --concurrency at most their number); overrides
+                              AGENT_GPU_INDEX
 AGENT_HEARTBEAT_S / AGENT_PROGRESS_S   heartbeat and progress periods (15 s / 3 s)
 AGENT_VISIBILITY_TIMEOUT_S    broker visibility timeout (default 6 h, above the longest cell)
 AGENT_MAX_CELL_S              Celery time limits default to this plus setup slack
