@@ -61,6 +61,7 @@ export AGENT_ALLOW_UNLIMITED="${AGENT_ALLOW_UNLIMITED:-1}"
 exec "$python" - <<'EOF'
 """The check itself: the agent's sandbox, plugin and judge around one pytest run."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -124,8 +125,8 @@ try:
 except sandbox.SandboxUnavailable as exc:  # e.g. the interpreter out of the sandbox uid's reach
     print(f"gpu_check: note: {exc}; the fixture runs WITHOUT sandbox", file=sys.stderr)
     use_bwrap = False
-    env.update(GPU_CHECK_SANDBOXED="", CUDA_VISIBLE_DEVICES=str(gpu.job_gpu_index()))
-    run = sandbox.run_sandboxed(spec=spec, sandbox=False)
+    bare_env = {**env, "GPU_CHECK_SANDBOXED": "", "CUDA_VISIBLE_DEVICES": str(gpu.job_gpu_index())}
+    run = sandbox.run_sandboxed(spec=dataclasses.replace(spec, env=bare_env), sandbox=False)
 energy_j = gpu.energy_joules(before_mj=before, after_mj=gpu.energy_millijoules())
 plugin_report = read_plugin_report(path=report)
 verdict = judge_run(RunEnd(exit_code=run.exit_code, timed_out=run.timed_out, timeout_s=240.0,
