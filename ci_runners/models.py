@@ -237,6 +237,11 @@ class CompatCell(models.Model):
     recipe = models.JSONField(default=dict, blank=True, help_text="The test recipe the job ran.")
     recipe_hash = models.CharField(max_length=80, blank=True, db_index=True)
     lock_hash = models.CharField(max_length=80, blank=True)
+    declared = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the project's metadata declares: {torch, requires_python} specifiers.",
+    )
     # Fewer tests collected than on another target of the project (more than SUITE_SHRINK_RATIO
     # fewer): a passed cell stays passed, flagged. `suite_shrink` holds the figures compared.
     suite_shrunk = models.BooleanField(default=False)

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import badges
+from registry.declared import DisagreementKind, project_compatibility
 from registry.landscape import landscape_dump_yaml, landscape_export_document
 from registry.models import Category, Project, RepoSnapshot
 
@@ -198,6 +199,50 @@ class ProjectFilter(filters.FilterSet):
         )
 
 
+class DisagreementSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=[str(kind) for kind in DisagreementKind],
+        help_text="broken_claim: the declared range includes a version whose latest run failed; "
+        "excluded_by_metadata: the declared range excludes a version it cannot be installed with.",
+    )
+    torch = serializers.CharField()
+    message = serializers.CharField()
+
+
+class DeclaredSerializer(serializers.Serializer):
+    torch = serializers.CharField(
+        required=False, help_text='Torch specifier its metadata declares ("": none).'
+    )
+    requires_python = serializers.CharField(
+        required=False, help_text='Its Requires-Python ("": none).'
+    )
+
+
+class CompatibilitySerializer(serializers.Serializer):
+    declared = DeclaredSerializer(
+        help_text="What the project's metadata declares, as its latest built run read it "
+        "(empty: never built)."
+    )
+    works_with = serializers.ListField(child=serializers.CharField())
+    breaks_with = serializers.ListField(child=serializers.CharField())
+    not_installable_with = serializers.ListField(child=serializers.CharField())
+    disagreements = DisagreementSerializer(many=True)
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    """A project with its declared vs measured compatibility."""
+
+    compatibility = serializers.SerializerMethodField()
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "compatibility"]
+        read_only_fields = fields
+
+    @extend_schema_field(CompatibilitySerializer)
+    def get_compatibility(self, project: Project) -> dict:
+        return project_compatibility(project=project).to_dict()
+
+
 class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
     """Projects of the registry with their latest health figures, compatibility and badges."""
 
@@ -209,6 +254,9 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ProjectFilter
     ordering_fields = ["name", "slug", "accepted_on", "next_review_due", "updated_at"]
     ordering = ["name"]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return ProjectDetailSerializer if self.action == "retrieve" else ProjectSerializer
 
     def get_queryset(self) -> QuerySet[Project]:
         return Project.objects.select_related("category__parent").with_latest_snapshot()

@@ -143,6 +143,13 @@ class Project(models.Model):
         blank=True,
         help_text="PyTorch versions the project's latest cell could not be installed with.",
     )
+    # What the project's own metadata declares ({torch, requires_python} specifier texts), as
+    # its latest finished cell that built it read it; empty: never built.
+    declared = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The torch and Python ranges the project's metadata declares.",
+    )
     review_state = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

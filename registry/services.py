@@ -23,20 +23,33 @@ def project_set_compat_summary(
     works_with: list[str],
     breaks_with: list[str],
     not_installable_with: list[str] | None = None,
+    declared: dict[str, str] | None = None,
 ) -> None:
     """Record the PyTorch versions whose latest compatibility cell passed / failed / could not
-    be installed (a compatibility fact: the project does not work with that torch)."""
+    be installed (a compatibility fact: the project does not work with that torch), and what
+    the project's metadata declares (`declared`; None: keep what is recorded)."""
     works_with, breaks_with = sorted(set(works_with)), sorted(set(breaks_with))
     not_installable = sorted(set(not_installable_with or ()))
+    declared = project.declared if declared is None else dict(declared)
     if (
         project.works_with == works_with
         and project.breaks_with == breaks_with
         and project.not_installable_with == not_installable
+        and project.declared == declared
     ):
         return
     project.works_with, project.breaks_with = works_with, breaks_with
     project.not_installable_with = not_installable
-    project.save(update_fields=["works_with", "breaks_with", "not_installable_with", "updated_at"])
+    project.declared = declared
+    project.save(
+        update_fields=[
+            "works_with",
+            "breaks_with",
+            "not_installable_with",
+            "declared",
+            "updated_at",
+        ]
+    )
     project_public_summary_changed(project=project)
 
 

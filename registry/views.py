@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.gzip import gzip_page
 
 from registry import selectors
+from registry.declared import project_compatibility
 from registry.models import Logo, Project
 
 
@@ -54,6 +55,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project,
         "snapshot": snapshot,
         "history": selectors.project_health_history(project=project),
+        "compatibility": project_compatibility(project=project),
     }
     return render(request, "registry/project_detail.html", context)
 

@@ -242,6 +242,7 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
     else:
         value = f"passes on PyTorch {', '.join(versions)}"
         outcome = MET
+    value += _declared_note(cells)
     tests = f"{value}; {tests_passed} tests passed, {tests_failed} failed"
     check = FAILED if errored and not against else MEASURED  # infrastructure, not the project
     if outcome == MET and tests_passed == 0:
@@ -253,6 +254,19 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
         Measurement(1, outcome, value, run_url, at, check),
         Measurement(8, outcome, tests, run_url, at, check),
     ]
+
+
+def _declared_note(cells) -> str:
+    """The torch range the project declares, as the latest cell of the run that built it read
+    it, to set against what was measured (" (its metadata declares torch>=2.3)"); "" when it
+    declares none or was never built."""
+    built = [c for c in cells if isinstance(c.declared, dict) and c.declared.get("torch")]
+    if not built:
+        return ""
+    latest = max(
+        built, key=lambda c: (c.finished_at.timestamp() if c.finished_at else 0, c.pk or 0)
+    )
+    return f" (its metadata declares torch{latest.declared['torch']})"
 
 
 def _labels(cells, states: set[str]) -> list[str]:

@@ -274,6 +274,9 @@ class Result:
     # `pip freeze`-style exact versions of the environment the tests ran in, and its hash.
     lock: list[str] = field(default_factory=list)
     lock_hash: str | None = None
+    # What the project's own metadata declares: `torch` (its Requires-Dist specifier, "" when
+    # it names no range) and `requires_python`; empty when no wheel was built.
+    declared: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

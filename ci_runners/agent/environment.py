@@ -79,7 +79,14 @@ class EnvBuildError(Exception):
 class NotInstallable(Exception):
     """The project cannot be installed with the torch under test: its own metadata excludes it,
     or its dependencies (or its build) cannot be had with it. A compatibility fact, not an
-    infrastructure error; the message is a one-line reason."""
+    infrastructure error; the message is a one-line reason. `declared`: what the project's
+    metadata declares (`declared_support`), empty when it was not read (no wheel yet)."""
+
+    declared: dict[str, str]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.declared = {}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +126,8 @@ class BuiltEnvironment:
     lock_hash: str = ""
     # The exact torch build installed, local tag included (`2.13.0+cpu`).
     torch_version: str = ""
+    # What the project's metadata declares (`declared_support`); empty: no build system.
+    declared: dict[str, str] = field(default_factory=dict)
 
 
 def cache_dir() -> Path:
@@ -482,6 +491,56 @@ def read_wheel_metadata(wheel: Path) -> WheelMetadata:
     )
 
 
+def _marker_environment(python_version: str) -> dict[str, str]:
+    return {
+        **cast(dict[str, str], default_environment()),
+        "python_version": ".".join(python_version.split(".")[:2]),
+        "python_full_version": python_version,
+    }
+
+
+def _torch_requirements(
+    *, metadata: WheelMetadata, python_version: str, extras: list[str]
+) -> list[Requirement]:
+    """The project's Requires-Dist lines naming torch that apply to this job: their markers
+    evaluated for the job's python, for the base dependencies and each extra it installs."""
+    environment = _marker_environment(python_version)
+    found: list[Requirement] = []
+    for line in metadata.requires_dist:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "torch":
+            continue
+        if requirement.marker is not None and not any(
+            requirement.marker.evaluate({**environment, "extra": extra}) for extra in ["", *extras]
+        ):
+            continue
+        found.append(requirement)
+    return found
+
+
+def declared_support(
+    *, metadata: WheelMetadata, python_version: str, extras: list[str]
+) -> dict[str, str]:
+    """What the project declares for this job, as `Result.declared`: `torch`, the specifier of
+    its torch requirements ("" when it names torch without a range, or not at all), and
+    `requires_python` (its Requires-Python, "" when none). Lower bounds are written first."""
+    specifiers = [
+        spec
+        for requirement in _torch_requirements(
+            metadata=metadata, python_version=python_version, extras=extras
+        )
+        for spec in requirement.specifier
+    ]
+    specifiers.sort(key=lambda spec: (not spec.operator.startswith(">"), str(spec)))
+    return {
+        "torch": ",".join(dict.fromkeys(str(spec) for spec in specifiers)),
+        "requires_python": metadata.requires_python or "",
+    }
+
+
 def check_declared_support(
     *, metadata: WheelMetadata, torch_version: str, python_version: str, extras: list[str]
 ) -> None:
@@ -503,22 +562,9 @@ def check_declared_support(
                 f"{python_version} is excluded"
             )
     torch = Version(torch_version).public
-    environment: dict[str, str] = {
-        **cast(dict[str, str], default_environment()),
-        "python_version": ".".join(python_version.split(".")[:2]),
-        "python_full_version": python_version,
-    }
-    for line in metadata.requires_dist:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if canonicalize_name(requirement.name) != "torch":
-            continue
-        if requirement.marker is not None and not any(
-            requirement.marker.evaluate({**environment, "extra": extra}) for extra in ["", *extras]
-        ):
-            continue
+    for requirement in _torch_requirements(
+        metadata=metadata, python_version=python_version, extras=extras
+    ):
         if not requirement.specifier.contains(torch, prereleases=True):
             raise NotInstallable(
                 f"{name} requires torch{requirement.specifier} (its Requires-Dist); "
@@ -812,6 +858,7 @@ class ProjectWheel:
     path: Path
     metadata: WheelMetadata
     cache_hit: bool
+    declared: dict[str, str] = field(default_factory=dict)
 
 
 def _prepare_project(
@@ -827,13 +874,20 @@ def _prepare_project(
         return None
     wheel, cache_hit = _project_wheel(build=build, tools=tools)
     metadata = read_wheel_metadata(wheel)
-    check_declared_support(
-        metadata=metadata,
-        torch_version=torch_version,
-        python_version=tools.interpreter_version,
-        extras=extras,
+    declared = declared_support(
+        metadata=metadata, python_version=tools.interpreter_version, extras=extras
     )
-    return ProjectWheel(path=wheel, metadata=metadata, cache_hit=cache_hit)
+    try:
+        check_declared_support(
+            metadata=metadata,
+            torch_version=torch_version,
+            python_version=tools.interpreter_version,
+            extras=extras,
+        )
+    except NotInstallable as exc:
+        exc.declared = declared
+        raise
+    return ProjectWheel(path=wheel, metadata=metadata, cache_hit=cache_hit, declared=declared)
 
 
 def build_environment(
@@ -876,16 +930,20 @@ def build_environment(
         project = _prepare_project(
             build=build, tools=tools, torch_version=base.torch_version, extras=extras
         )
-        layers = _build_layers(
-            base=base,
-            project=project,
-            extras=extras,
-            requirements=requirements,
-            tools=tools,
-            venv=venv,
-            scratch=scratch,
-            should_stop=should_stop,
-        )
+        try:
+            layers = _build_layers(
+                base=base,
+                project=project,
+                extras=extras,
+                requirements=requirements,
+                tools=tools,
+                venv=venv,
+                scratch=scratch,
+                should_stop=should_stop,
+            )
+        except NotInstallable as exc:
+            exc.declared = exc.declared or (project.declared if project else {})
+            raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _built(venv=venv, started=started, base=base, project=project, layers=layers)
@@ -914,6 +972,7 @@ def _built(
         lock=layers.lock,
         lock_hash=lock_module.lock_hash(layers.lock),
         torch_version=base.torch_version,
+        declared=dict(project.declared) if project else {},
     )
 
 

@@ -213,6 +213,7 @@ def _build_environment(
     record.result.timings["env_cache_hit"] = built.cache_hit
     record.result.lock = list(built.lock)
     record.result.lock_hash = built.lock_hash
+    record.result.declared = dict(built.declared)
     return built
 
 
@@ -319,6 +320,7 @@ def _record_failure(*, record: JobRecord, exc: Exception) -> None:
         record.result.state = CellState.NOT_INSTALLABLE
         record.result.error = str(exc).strip().splitlines()[0] if str(exc).strip() else None
         record.result.error_code = None
+        record.result.declared = dict(exc.declared)
         record.log = record.log or f"not installable: {record.result.error}"
         return
     code = error_code_for(exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -198,6 +199,17 @@ def _reported_fields(outcome: Result) -> dict[str, Any]:
         "recipe": recipe,
         "recipe_hash": _recipe_hash(outcome),
         "lock_hash": _text(outcome.lock_hash, 80),
+        "declared": _declared(outcome),
+    }
+
+
+def _declared(outcome: Result) -> dict[str, str]:
+    """`Result.declared` as specifier texts (an older agent sends none, a broken one junk)."""
+    declared = outcome.declared if isinstance(outcome.declared, dict) else {}
+    return {
+        key: str(declared[key])[:200]
+        for key in ("torch", "requires_python")
+        if isinstance(declared.get(key), str)
     }
 
 
@@ -283,9 +295,14 @@ def _push_summary(*, project: Project) -> None:
         project=project, last_final_cell__isnull=False
     ).select_related("target", "last_final_cell")
     works, breaks, not_installable = [], [], []
+    declared: dict[str, str] | None = None
+    latest: datetime | None = None
     for status in statuses:
         if status.last_final_cell is None:
             continue
+        cell = status.last_final_cell
+        if cell.declared and cell.finished_at and (latest is None or cell.finished_at > latest):
+            declared, latest = dict(cell.declared), cell.finished_at
         state = status.last_final_cell.state
         if state in WORKS_WITH_STATES:
             works.append(status.target.version)
@@ -298,6 +315,7 @@ def _push_summary(*, project: Project) -> None:
         works_with=works,
         breaks_with=breaks,
         not_installable_with=not_installable,
+        declared=declared,
     )
 
 

@@ -9,6 +9,7 @@ a local find-links dir.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import textwrap
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from ci_runners.agent import environment
-from ci_runners.agent.contracts import Job
+from ci_runners.agent.contracts import CellState, Job, Result, TestConfig
+from ci_runners.agent.runner import run_job
 from tests.agent.conftest import git_commit, make_wheel
 
 pytestmark = pytest.mark.agent
@@ -283,6 +285,76 @@ def test_declared_torch_range_is_checked_for_this_python_and_the_requested_extra
         environment.NotInstallable, match=r"torch>=2.1 \(its Requires-Dist\); 2.0.1"
     ):
         check("2.0.1+cpu", [])
+
+
+def test_declared_support_is_the_applying_torch_range_and_requires_python():
+    metadata = environment.WheelMetadata(
+        name="proj",
+        version="1.0",
+        requires_python=">=3.9",
+        requires_dist=[
+            'torch<2.0; python_version < "3.8"',
+            'torch<2.15; extra == "cuda"',
+            "torch>=2.3",
+            "numpy>=1.0",
+        ],
+    )
+
+    def declared(extras: list[str]) -> dict[str, str]:
+        return environment.declared_support(
+            metadata=metadata, python_version="3.11.2", extras=extras
+        )
+
+    assert declared([]) == {"torch": ">=2.3", "requires_python": ">=3.9"}
+    assert declared(["cuda"]) == {"torch": ">=2.3,<2.15", "requires_python": ">=3.9"}
+    bare = environment.WheelMetadata(
+        name="p", version="1", requires_python=None, requires_dist=["numpy"]
+    )
+    assert environment.declared_support(metadata=bare, python_version="3.11.2", extras=[]) == {
+        "torch": "",
+        "requires_python": "",
+    }
+
+
+DECLARED_RANGE_PYPROJECT = """
+    [project]
+    name = "{name}"
+    version = "0.1.0"
+    requires-python = ">=3.9"
+    dependencies = ["torch>=2.3,<2.15"]
+"""
+
+
+def test_built_projects_declared_torch_range_reaches_the_result(
+    tmp_path, work_root, require_sandbox
+):
+    name = _unique("declares")
+    repo = _project(tmp_path, name=name, pyproject=DECLARED_RANGE_PYPROJECT.format(name=name))
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_a.py").write_text("def test_a():\n    pass\n")
+    git_commit(repo, "tests")
+    job = dataclasses.replace(
+        _job(), source=str(repo), test_config=TestConfig(copy_tests="tests"), timeout_s=300
+    )
+
+    result = run_job(job=job, work_root=work_root)
+
+    assert result.state == CellState.PASSED, (result.error, result.log_tail)
+    assert result.declared == {"torch": ">=2.3,<2.15", "requires_python": ">=3.9"}
+    assert Result.from_dict(result.to_dict()).declared == result.declared
+
+
+def test_not_installable_project_still_reports_what_it_declares(
+    tmp_path, work_root, require_sandbox
+):
+    repo = _project(tmp_path, name="pinnedtorch", setup_py=PINNED_TORCH_SETUP_PY)
+    (repo / "test_a.py").write_text("def test_a():\n    pass\n")
+    git_commit(repo, "a test")
+
+    result = run_job(job=dataclasses.replace(_job(), source=str(repo)), work_root=work_root)
+
+    assert result.state == CellState.NOT_INSTALLABLE, (result.error, result.log_tail)
+    assert result.declared == {"torch": "==2.14.1", "requires_python": ""}
 
 
 # --- extras, with their dependencies ---------------------------------------------------------

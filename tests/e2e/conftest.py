@@ -42,7 +42,8 @@ def close_orphaned_connections(django_db_setup):
 
     gc.collect()
     for wrapper in gc.get_objects():
-        if isinstance(wrapper, BaseDatabaseWrapper) and wrapper.connection is not None:
+        # type(), not isinstance(): a dead weakref proxy raises ReferenceError on isinstance.
+        if issubclass(type(wrapper), BaseDatabaseWrapper) and wrapper.connection is not None:
             wrapper.inc_thread_sharing()  # closing another thread's wrapper is allowed then
             wrapper.close()
 
