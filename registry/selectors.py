@@ -57,8 +57,11 @@ def latest_torch_version() -> str:
     """The newest PyTorch version in any project's compatibility summary (one query; works on
     SQLite too, as `make run` uses it: no JSON set functions, no ordered compound queries)."""
     versions: set[str] = set()
-    summaries = Project.objects.order_by().values_list(
-        "works_with", "breaks_with", "not_installable_with"
+    # Distinct triples: projects mostly share their lists, so few rows come back.
+    summaries = (
+        Project.objects.order_by()
+        .values_list("works_with", "breaks_with", "not_installable_with")
+        .distinct()
     )
     for lists in summaries.iterator(chunk_size=2000):
         for listed in lists:

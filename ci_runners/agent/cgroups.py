@@ -169,7 +169,32 @@ def _alive(pid: int) -> bool:
     return bool(fields) and fields[0] not in ("Z", "X")
 
 
-class JobCgroupV2:
+class ProcessGroup:
+    """What a run's cgroups (v1's `sandbox.JobCgroup`, v2's `JobCgroupV2`) do with the
+    processes they list (`pids`): signal them all, and kill them until none is left."""
+
+    def pids(self) -> set[int]:
+        raise NotImplementedError
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill_all(self, *, deadline_s: float = 30.0) -> bool:
+        """SIGKILL until the group is empty; True when it is."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if not self.pids():
+                return True
+            self.signal_all(signal.SIGKILL)
+            time.sleep(0.02)
+        return not self.pids()
+
+
+class JobCgroupV2(ProcessGroup):
     """One run's cgroup v2 group: its limits, its processes, its end."""
 
     def __init__(
@@ -228,13 +253,6 @@ class JobCgroupV2:
             return set()
         return {int(word) for word in text.split() if word.isdigit() and _alive(int(word))}
 
-    def signal_all(self, signum: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
     def kill_all(self, *, deadline_s: float = 30.0) -> bool:
         """Kill the whole group (`cgroup.kill`, else SIGKILL to each process) until it is
         empty; True when it is."""
@@ -244,13 +262,7 @@ class JobCgroupV2:
                 kill_file.write_text("1")
             except OSError:
                 pass
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if not self.pids():
-                return True
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
-        return not self.pids()
+        return super().kill_all(deadline_s=deadline_s)
 
     def events(self) -> list[str]:
         """What the kernel counted: the process limit hit, processes killed for memory."""

@@ -18,12 +18,11 @@ from ci_runners.agent.contracts import Job
 from ci_runners.agent.environment import BuiltEnvironment
 from ci_runners.agent.recipe import Recipe
 from ci_runners.agent.sandbox import SandboxSpec, give_to_sandbox_user
-from ci_runners.agent.workspace import JobPaths
+from ci_runners.agent.workspace import JobPaths, compile_cache_root
 
 PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
 COMPILE_CACHE_IN_SANDBOX = "/opt/ecoreg-agent/compile-cache"
-COMPILE_CACHE_ROOT = "cache"  # under the work root: `<work root>/cache/compile/<key>`
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
 
 
@@ -120,7 +119,7 @@ def compile_cache_dir(*, job: Job, torch_build: str, work_root: Path) -> Path | 
     if not job.cache_scope:
         return None
     key = hashlib.sha256(f"{job.cache_scope}\n{torch_build}".encode()).hexdigest()[:24]
-    return work_root / COMPILE_CACHE_ROOT / "compile" / key
+    return compile_cache_root(work_root) / "compile" / key
 
 
 def _compile_cache(*, job: Job, built: BuiltEnvironment, paths: JobPaths) -> tuple[Path, bool]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from stat import S_ISUID
 
 from ci_runners.agent import cgroups, gpu
-from ci_runners.agent.cgroups import JobCgroupV2, cgroup_root, unlimited_allowed
+from ci_runners.agent.cgroups import JobCgroupV2, ProcessGroup, cgroup_root, unlimited_allowed
 from ci_runners.agent.owners import Owner, agent_tag, process_start_time
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def cgroup_name_prefix(*, pid: int | None = None) -> str:
     return f"{CGROUP_PREFIX}{agent_tag()}-{pid}-{process_start_time(pid) or 0}-"
 
 
-class JobCgroup:
+class JobCgroup(ProcessGroup):
     """A cgroup v1 `pids` + `memory` pair for one run, named after its agent and owner."""
 
     def __init__(self, *, limits: Limits, root: Path = CGROUP_ROOT) -> None:
@@ -266,23 +266,6 @@ class JobCgroup:
                 continue
             found.update(int(line) for line in text.split())
         return found
-
-    def signal_all(self, signum: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def kill_all(self, *, deadline_s: float = 30.0) -> bool:
-        """SIGKILL until both groups are empty; True when they are."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if not self.pids():
-                return True
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
-        return not self.pids()
 
     def events(self) -> list[str]:
         notes = []

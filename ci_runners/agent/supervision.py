@@ -228,7 +228,6 @@ current_cell = CurrentCell()
 
 cache_gauge = cache.CacheSizeGauge(max_age_s=CACHE_FIGURES_S)
 COMPILE_CACHE_MAX_BYTES = 10 * 1024**3
-COMPILE_CACHE_ROOT = "cache"  # `pytest_run.COMPILE_CACHE_ROOT`: `<work root>/cache/compile/`
 
 
 def agent_cache_root() -> Path:
@@ -428,11 +427,10 @@ def evict_cache_after_job() -> cache.EvictionReport | None:
         uv = None
     try:
         report = cache.evict(agent_cache_root(), max_bytes=max_bytes, min_idle_s=min_idle_s, uv=uv)
-        # The projects' torch.compile caches live under the work root (the sandbox reaches it).
         compile_max = cache.configured_max_bytes(
             "AGENT_COMPILE_CACHE_MAX_BYTES", COMPILE_CACHE_MAX_BYTES
         )
-        compile_root = workspace.default_work_root() / COMPILE_CACHE_ROOT
+        compile_root = workspace.compile_cache_root(workspace.default_work_root())
         cache.evict(compile_root, max_bytes=compile_max, min_idle_s=min_idle_s)
     except Exception as exc:  # noqa: BLE001 - the job is done; eviction is housekeeping
         logger.warning("cache eviction failed: %s", exc)

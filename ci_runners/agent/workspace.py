@@ -38,6 +38,13 @@ def default_work_root() -> Path:
     return Path(tempfile.gettempdir()) / "ecosystem-registry-agent"
 
 
+def compile_cache_root(work_root: Path) -> Path:
+    """Where the projects' torch.compile caches live (`<root>/compile/<key>`, see
+    `pytest_run.compile_cache_dir`): under the work root, which the sandbox's uid reaches, and
+    evicted as a cache of its own (`cache.evict`, AGENT_COMPILE_CACHE_MAX_BYTES)."""
+    return work_root / "cache"
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobPaths:
     """One job's dir and what goes in it."""

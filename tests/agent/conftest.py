@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import uuid
 import zipfile
@@ -152,3 +153,17 @@ def make_wheel(
         for path, text in files.items():
             archive.writestr(path, text)
     return wheel
+
+
+def run_agent_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ci_runners.agent ARGS` as an operator runs it: output captured, never raises."""
+    return subprocess.run(
+        [sys.executable, "-m", "ci_runners.agent", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.agent.conftest import run_agent_cli
+
 pytestmark = pytest.mark.agent
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ci_runners.agent", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        check=False,
-    )
 
 
 def test_run_prints_one_json_object(make_project, work_root, require_sandbox):
@@ -39,7 +27,7 @@ def test_run_prints_one_json_object(make_project, work_root, require_sandbox):
         },
     )
 
-    completed = _cli(
+    completed = run_agent_cli(
         "run",
         "--source",
         str(repo),
@@ -118,14 +106,14 @@ def test_exit_status_follows_the_result_state(state, make_project, work_root, re
     files, extra, status = EXIT_CASES[state]
     repo = make_project(name=f"cliexit-{state.replace('_', '-')}", files=files)
 
-    completed = _cli(*_run_args(repo, work_root, *extra))
+    completed = run_agent_cli(*_run_args(repo, work_root, *extra))
 
     assert json.loads(completed.stdout)["state"] == state, completed.stderr
     assert completed.returncode == status
 
 
 def test_errored_result_exits_3(work_root, tmp_path):
-    completed = _cli(*_run_args(tmp_path / "no-such-source", work_root))
+    completed = run_agent_cli(*_run_args(tmp_path / "no-such-source", work_root))
 
     result = json.loads(completed.stdout)
     assert (result["state"], result["error_code"]) == ("errored", "checkout_failed")
@@ -143,7 +131,7 @@ def test_errored_result_exits_3(work_root, tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_a_message(args):
-    completed = _cli(*args)
+    completed = run_agent_cli(*args)
 
     assert completed.returncode == 2
     assert "error:" in completed.stderr

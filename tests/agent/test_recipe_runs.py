@@ -5,14 +5,11 @@ what a job would run, with provenance, and refuses cleanly where there is nothin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from ci_runners.agent.contracts import CellState, ErrorCode, Job, TestConfig
 from ci_runners.agent.runner import run_job
-from tests.agent.conftest import git_commit
+from tests.agent.conftest import git_commit, run_agent_cli
 
 NEEDS_BACKEND = {
     "tests/test_backend.py": """
@@ -34,17 +31,6 @@ TABLE = """
 [tool.pytorch-ecosystem]
 env = { EXAMPLE_BACKEND = "cpu" }
 """
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ci_runners.agent", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-        check=False,
-    )
 
 
 def _with_table(repo: Path) -> Path:
@@ -109,7 +95,7 @@ def test_recipe_json_gives_every_part_with_provenance_and_runs_nothing(make_proj
         )
     )
 
-    completed = _cli("recipe", "--source", str(repo), "--json", "--deselect", "slow")
+    completed = run_agent_cli("recipe", "--source", str(repo), "--json", "--deselect", "slow")
 
     assert completed.returncode == 0, completed.stderr
     recipe = json.loads(completed.stdout)
@@ -129,7 +115,7 @@ def test_recipe_refuses_a_repository_without_tests_with_a_clear_message(
 ):
     repo = make_project(name="notests", files={"docs/index.md": "# docs\n"})
 
-    completed = _cli("recipe", "--source", str(repo), "--json")
+    completed = run_agent_cli("recipe", "--source", str(repo), "--json")
     result = run_job(
         job=Job(source=str(repo), torch_version="2.13.0", torch_variant="cpu"),
         work_root=work_root,
