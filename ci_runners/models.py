@@ -142,6 +142,8 @@ class CompatRun(models.Model):
         MANUAL = "manual", "Manual"
         REVIEW = "review", "Review"
         NEW_RELEASE = "new-release", "New PyTorch release"
+        # Cells of a bisection (`Bisection`): evidence of one search, never in the matrix.
+        BISECTION = "bisection", "Bisection"
 
     project = models.ForeignKey(
         "registry.Project",
@@ -241,6 +243,17 @@ class CompatCell(models.Model):
         default=dict,
         blank=True,
         help_text="What the project's metadata declares: {torch, requires_python} specifiers.",
+    )
+    flaky = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Tests that failed, then passed on a re-run in the same cell (not breaks).",
+    )
+    beyond_range = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A not_installable cell whose declared torch range excludes the target: what "
+        "the tests did with the range overridden {state, counts, failures, tests_collected}.",
     )
     # Fewer tests collected than on another target of the project (more than SUITE_SHRINK_RATIO
     # fewer): a passed cell stays passed, flagged. `suite_shrink` holds the figures compared.

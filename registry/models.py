@@ -143,6 +143,13 @@ class Project(models.Model):
         blank=True,
         help_text="PyTorch versions the project's latest cell could not be installed with.",
     )
+    # Of those, the versions its own torch range excludes but whose tests passed with the range
+    # overridden: a declared range that could widen.
+    widenable_with = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="PyTorch versions the declared range excludes but the tests pass with.",
+    )
     # What the project's own metadata declares ({torch, requires_python} specifier texts), as
     # its latest finished cell that built it read it; empty: never built.
     declared = models.JSONField(

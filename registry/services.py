@@ -24,28 +24,34 @@ def project_set_compat_summary(
     breaks_with: list[str],
     not_installable_with: list[str] | None = None,
     declared: dict[str, str] | None = None,
+    widenable_with: list[str] | None = None,
 ) -> None:
     """Record the PyTorch versions whose latest compatibility cell passed / failed / could not
-    be installed (a compatibility fact: the project does not work with that torch), and what
+    be installed (a compatibility fact: the project does not work with that torch), of those
+    the ones its declared range excludes but its tests pass with (`widenable_with`), and what
     the project's metadata declares (`declared`; None: keep what is recorded)."""
     works_with, breaks_with = sorted(set(works_with)), sorted(set(breaks_with))
     not_installable = sorted(set(not_installable_with or ()))
+    widenable = sorted(set(widenable_with or ()))
     declared = project.declared if declared is None else dict(declared)
     if (
         project.works_with == works_with
         and project.breaks_with == breaks_with
         and project.not_installable_with == not_installable
+        and project.widenable_with == widenable
         and project.declared == declared
     ):
         return
     project.works_with, project.breaks_with = works_with, breaks_with
     project.not_installable_with = not_installable
+    project.widenable_with = widenable
     project.declared = declared
     project.save(
         update_fields=[
             "works_with",
             "breaks_with",
             "not_installable_with",
+            "widenable_with",
             "declared",
             "updated_at",
         ]

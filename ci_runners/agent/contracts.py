@@ -210,6 +210,10 @@ class Job:
     # Who may reuse this job's torch.compile/inductor cache: a registry project's key (its
     # cells share one cache per torch build); None (applicant runs, local runs) = a fresh one.
     cache_scope: str | None = None
+    # When the project's own metadata excludes this torch, install it anyway (its declared
+    # torch range overridden) and run the tests: the result stays `not_installable`, with what
+    # the tests did in `Result.beyond_range` (a range that could widen, or rightly excludes).
+    test_beyond_declared_range: bool = False
 
     @property
     def torch_requirement(self) -> str:
@@ -277,6 +281,13 @@ class Result:
     # What the project's own metadata declares: `torch` (its Requires-Dist specifier, "" when
     # it names no range) and `requires_python`; empty when no wheel was built.
     declared: dict[str, str] = field(default_factory=dict)
+    # Tests that failed, then passed when re-run once in the same environment and sandbox:
+    # counted once, as passed, and never as breaks ({nodeid, message} of the first failure).
+    flaky: list[dict[str, str]] = field(default_factory=list)
+    # A not_installable result whose declared torch range excluded the torch under test, with
+    # `Job.test_beyond_declared_range`: what the tests did with the range overridden
+    # ({state, counts, failures, tests_collected}); empty otherwise.
+    beyond_range: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

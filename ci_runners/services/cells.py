@@ -200,7 +200,14 @@ def _reported_fields(outcome: Result) -> dict[str, Any]:
         "recipe_hash": _recipe_hash(outcome),
         "lock_hash": _text(outcome.lock_hash, 80),
         "declared": _declared(outcome),
+        "flaky": _dict_list(outcome.flaky),
+        "beyond_range": outcome.beyond_range if isinstance(outcome.beyond_range, dict) else {},
     }
+
+
+def _dict_list(value: object) -> list[dict[str, Any]]:
+    """A list of objects as reported (an older agent sends none, a broken one junk)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _declared(outcome: Result) -> dict[str, str]:
@@ -266,11 +273,17 @@ def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
     transaction.on_commit(call_off)
 
 
+def in_matrix(cell: CompatCell) -> bool:
+    """Whether the cell speaks for its project in the matrix and summaries: a registry
+    project's cell, not one of a bisection (the evidence of one search)."""
+    return cell.project_id is not None and cell.run.trigger != CompatRun.Trigger.BISECTION
+
+
 def cells_finalize(*, cells: list[CompatCell]) -> None:
     """After cells became final (inside the transaction): matrix, summary, slots, run end."""
     summary_ids: set[int] = set()
     for cell in cells:
-        if cell.state in RESULT_STATES and cell.project_id is not None:
+        if cell.state in RESULT_STATES and in_matrix(cell):
             CompatStatus.objects.filter(
                 project_id=cell.project_id, target_id=cell.target_id
             ).update(last_final_cell=cell)

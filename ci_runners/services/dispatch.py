@@ -70,6 +70,8 @@ def _job_for(*, cell: CompatCell) -> Job:
         find_links=list(target.find_links),
         index_urls=list(target.index_urls),
         cache_scope=cache_scope_of(project),
+        # A registry project's declared range is measured too: a range that could widen.
+        test_beyond_declared_range=project is not None,
     )
 
 

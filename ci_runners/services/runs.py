@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, ProjectTestConfig, TorchTarget
-from ci_runners.services.cells import cell_transition, cells_finalize
+from ci_runners.services.cells import cell_transition, cells_finalize, in_matrix
 from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
@@ -25,7 +25,7 @@ def _update_statuses(cells: list[CompatCell]) -> None:
     rows = [
         CompatStatus(project_id=cell.project_id, target_id=cell.target_id, latest_cell=cell)
         for cell in cells
-        if cell.project_id is not None
+        if in_matrix(cell)
     ]
     CompatStatus.objects.bulk_create(
         rows,

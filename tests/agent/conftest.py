@@ -8,13 +8,13 @@ import subprocess
 import sys
 import textwrap
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ci_runners.agent import sandbox
+from tests.standin_wheels import write_wheel
 
 # Shared across test sessions, so only the very first run builds torch environments cold.
 TEST_CACHE_DIR = Path("/tmp/ecoreg-agent-tests-cache")  # noqa: S108
@@ -132,27 +132,15 @@ def make_wheel(
     """A tiny pure-Python wheel (`<name>/__init__.py` with `VERSION`), written with zipfile:
     a package for a local find-links dir, with the dependencies it declares."""
     module = name.replace("-", "_")
-    dist = f"{module}-{version}"
-    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    metadata += [f"Requires-Python: {requires_python}"] if requires_python else []
-    metadata += [f"Provides-Extra: {extra}" for extra in extras]
-    metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist}.dist-info/METADATA": "\n".join(metadata) + "\n",
-        f"{dist}.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: ecoreg-tests\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n"
-        ),
-    }
-    record = [f"{path},," for path in files] + [f"{dist}.dist-info/RECORD,,"]
-    files[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return wheel
+    return write_wheel(
+        directory,
+        name=name,
+        version=version,
+        files={f"{module}/__init__.py": f"VERSION = {version!r}\n"},
+        requires=requires,
+        extras=extras,
+        requires_python=requires_python,
+    )
 
 
 def run_agent_cli(

@@ -70,6 +70,8 @@ def test_result_round_trips_and_has_exactly_the_public_fields():
         "lock",
         "lock_hash",
         "declared",
+        "flaky",
+        "beyond_range",
     }
     assert set(data["counts"]) == {"passed", "failed", "errors", "skipped", "xfailed", "xpassed"}
     assert set(data["timings"]) == {"checkout_s", "env_s", "env_cache_hit", "tests_s", "total_s"}
