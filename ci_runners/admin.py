@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 
 from ci_runners import services
 from ci_runners.models import (
+    Bisection,
     CellResult,
     CompatCell,
     CompatRun,
@@ -150,3 +151,33 @@ class ScheduledSlotAdmin(admin.ModelAdmin):
     list_display = ("job", "slot", "claimed_at")
     list_filter = ("job",)
     search_fields = ("slot",)
+
+
+@admin.register(Bisection)
+class BisectionAdmin(admin.ModelAdmin):
+    """Bisections are written by `services.bisection_*`: read here, cancelled by the action."""
+
+    list_display = (
+        "project",
+        "good_version",
+        "bad_version",
+        "state",
+        "first_bad",
+        "last_good",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("state",)
+    search_fields = ("project__name", "project__slug", "first_bad")
+    raw_id_fields = ("project", "template_target", "requested_by")
+    readonly_fields = [field.name for field in Bisection._meta.fields]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Cancel: stop the bisection and its pending probe")
+    def cancel(self, request, queryset):
+        for bisection in queryset.filter(state=Bisection.State.RUNNING):
+            services.bisection_cancel(bisection=bisection, actor=request.user)
+        self.message_user(request, "Running bisections cancelled.", messages.SUCCESS)

@@ -16,7 +16,9 @@ from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ci_runners import services
+from ci_runners import api_release_reports, services
+from ci_runners.api_bisections import BisectionViewSet
+from ci_runners.api_deprecations import DeprecationForecastViewSet
 from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import CELL_STATE_CHOICES
 from registry.models import Project
@@ -73,6 +75,19 @@ class CompatCellSerializer(serializers.ModelSerializer):
         "testpaths, ...}, env, deselect, needs_gpu, override, provenance [{part, file, line, "
         "detail}], hash. Empty for agents that do not report it.",
     )
+    flaky = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Flaky tests: failed, then passed when re-run once in the same environment "
+        "and sandbox; each counted once, as passed, and never as a break. {test: node id, "
+        "message: its first failure}.",
+    )
+    beyond_range = serializers.DictField(
+        read_only=True,
+        help_text="A not_installable cell whose project's declared torch range excludes the "
+        "target, tested with that range overridden: what the tests did there {state, counts, "
+        "failures, tests_collected} ({state, error} when they could not run); {} otherwise.",
+    )
     suite_shrunk = serializers.BooleanField(
         read_only=True,
         help_text="More than 10 % fewer tests collected than on the project's latest cell on "
@@ -110,6 +125,8 @@ class CompatCellSerializer(serializers.ModelSerializer):
             "error_code",
             "tests_collected",
             "needs_network",
+            "flaky",
+            "beyond_range",
             "suite_shrunk",
             "suite_shrink",
             "recipe",
@@ -313,3 +330,6 @@ def register(router) -> None:
     router.register("runs", CompatRunViewSet, basename="compat-run")
     router.register("cells", CompatCellViewSet, basename="compat-cell")
     router.register("test-overrides", ProjectTestOverrideViewSet, basename="test-override")
+    router.register("bisections", BisectionViewSet, basename="bisection")
+    router.register("release-reports", api_release_reports.ReleaseReportViewSet, "release-report")
+    router.register("deprecations", DeprecationForecastViewSet, basename="deprecation-forecast")

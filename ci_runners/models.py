@@ -395,3 +395,68 @@ class ScheduledSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.slot}"
+
+
+class Bisection(models.Model):
+    """A search for the first PyTorch release that broke a project: between a good end (a
+    release it passed) and a bad end (a later one it failed), over the releases published in
+    between (`candidates`), one probe cell at a time (runs with trigger `bisection`, never in
+    the matrix). Written only by `services.bisection_*`."""
+
+    # Sent by name to the `default` queue: a probe run's on-complete task, and the check for
+    # new breaks when a (non-bisection) run of a project finishes.
+    STEP_TASK = "ci_runners.bisection_step"
+    AUTOSTART_TASK = "ci_runners.bisections_start_for_new_breaks"
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        FOUND = "found", "Found"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(
+        "registry.Project", on_delete=models.CASCADE, related_name="bisections"
+    )
+    good_version = models.CharField(max_length=40, help_text="The release it passed.")
+    bad_version = models.CharField(max_length=40, help_text="The later release it failed.")
+    template_target = models.ForeignKey(
+        TorchTarget,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The bad end's target: probes reuse its variant, Python, capability, sources.",
+    )
+    candidates = models.JSONField(
+        default=list, blank=True, help_text="Releases strictly between the ends, oldest first."
+    )
+    tried = models.JSONField(
+        default=list, blank=True, help_text="Probes in order: [{torch, state, cell_id}]."
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    first_bad = models.CharField(max_length=40, blank=True)
+    last_good = models.CharField(max_length=40, blank=True)
+    failures = models.JSONField(
+        default=list, blank=True, help_text="The failing tests of the first bad release."
+    )
+    error = models.TextField(blank=True, help_text="Why a failed bisection failed.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["running", "found", "failed", "cancelled"]),
+                name="bisection_state_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(state="running"),
+                name="one_running_bisection_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Bisection {self.pk} of {self.project_id}: {self.good_version}..{self.bad_version}"

@@ -259,3 +259,61 @@ def fleet() -> Fleet:
         running=running,
         state_counts=counts,
     )
+
+
+FLAKY_HISTORY_RUNS = 10
+KNOWN_FLAKY_MIN_RUNS = 2
+
+
+@dataclass(frozen=True)
+class FlakyHistory:
+    """How often each test was flaky (failed, then passed on its re-run in the same cell)
+    across a project's latest runs: `flaky_in` maps a node id to the number of those runs
+    (`runs` of them, at most `FLAKY_HISTORY_RUNS`) in which any cell found it flaky."""
+
+    runs: int
+    flaky_in: dict[str, int]
+
+    @property
+    def known(self) -> dict[str, int]:
+        """Known flaky tests: flaky in at least `KNOWN_FLAKY_MIN_RUNS` of the runs, most
+        often flaky first."""
+        return {test: n for test, n in self.flaky_in.items() if n >= KNOWN_FLAKY_MIN_RUNS}
+
+
+def flaky_test_history(*, project: Project | None, runs: int = FLAKY_HISTORY_RUNS) -> FlakyHistory:
+    """The flaky history of `project` over its latest `runs` runs that reported a result
+    (bisection runs left out: they are evidence of one search, not of the project's suite);
+    empty for no project (an applicant's repository keeps no history)."""
+    if project is None:
+        return FlakyHistory(runs=0, flaky_in={})
+    reported = CompatCell.objects.filter(run=OuterRef("pk"), state__in=RESULT_STATES)
+    run_ids = list(
+        CompatRun.objects.filter(project=project)
+        .exclude(trigger=CompatRun.Trigger.BISECTION)
+        .filter(Exists(reported))
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)[:runs]
+    )
+    seen: dict[str, set[int]] = {}
+    cells = CompatCell.objects.filter(run_id__in=run_ids, state__in=RESULT_STATES)
+    for run_id, flaky in cells.values_list("run_id", "flaky"):
+        for entry in flaky if isinstance(flaky, list) else []:
+            test = entry.get("test") if isinstance(entry, dict) else None
+            if isinstance(test, str) and test:
+                seen.setdefault(test, set()).add(run_id)
+    ordered = sorted(seen.items(), key=lambda item: (-len(item[1]), item[0]))
+    return FlakyHistory(runs=len(run_ids), flaky_in={test: len(ids) for test, ids in ordered})
+
+
+def with_flaky_history(
+    *, tests: list[dict[str, Any]], history: FlakyHistory
+) -> list[dict[str, Any]]:
+    """Failed (or flaky) tests as a cell reports them, each with `known_flaky`: in how many
+    of the project's latest runs the test was flaky when it is known flaky, else None."""
+    known = history.known
+    return [
+        {**test, "known_flaky": known.get(str(test.get("test")))}
+        for test in tests
+        if isinstance(test, dict)
+    ]

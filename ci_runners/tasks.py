@@ -14,6 +14,7 @@ from celery import shared_task
 from ci_runners import services
 from ci_runners.agent import contracts
 from ci_runners.pypi import PyPIUnavailable
+from registry.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +56,28 @@ def nightly_runs() -> int:
 )
 def check_torch_releases() -> list[str]:
     return [target.label for target in services.torch_releases_check()]
+
+
+# Bisection (first bad release): the names are `Bisection.STEP_TASK` / `.AUTOSTART_TASK`.
+
+
+@shared_task(name="ci_runners.bisection_step", acks_late=True)
+def bisection_step(run_id: int, bisection_id: int) -> str | None:
+    """A probe run finished (its on-complete task); idempotent, so late acks are safe."""
+    bisection = services.bisection_step(run_id=run_id, bisection_id=bisection_id)
+    return bisection.state if bisection is not None else None
+
+
+@shared_task(
+    name="ci_runners.bisections_start_for_new_breaks",
+    autoretry_for=(PyPIUnavailable,),
+    retry_backoff=60,
+    max_retries=3,
+)
+def bisections_start_for_new_breaks(project_id: int) -> int | None:
+    """A matrix run of the project finished with a break no bisection has searched yet."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    bisection = services.bisections_start_for_new_breaks(project=project)
+    return bisection.pk if bisection is not None else None

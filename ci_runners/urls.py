@@ -13,5 +13,15 @@ urlpatterns = [
     path("projects/<slug:slug>/matrix/", views.project_matrix, name="project_matrix"),
     path("projects/<slug:slug>/run/", views.project_run_now, name="project_run_now"),
     path("projects/<slug:slug>/testing/", views.project_testing, name="project_testing"),
+    path("projects/<slug:slug>/bisect/", views.project_bisect, name="project_bisect"),
     path("<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("deprecations/", views.deprecations, name="deprecations"),
+    path(
+        "projects/<slug:slug>/deprecations/",
+        views.project_deprecations,
+        name="project_deprecations",
+    ),
+    path("releases/", views.release_list, name="release_list"),
+    path("releases/<str:version>/", views.release_report, name="release_report"),
+    path("releases/<str:version>/approve/", views.release_approve, name="release_approve"),
 ]

@@ -1,4 +1,5 @@
-"""Pages of the compatibility runs: project matrix fragment, cell page, fleet, global matrix."""
+"""Pages of the compatibility runs: project matrix fragment, cell page, fleet, global matrix,
+PyTorch releases and their readiness reports."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from ci_runners import selectors, services
+from ci_runners import release_reports, selectors, services
+from ci_runners.deprecations import forecast as deprecation_forecast
 from ci_runners.forms import TestOverrideForm
-from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.models import Bisection, CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.pypi import PyPIUnavailable
 from ci_runners.states import CELL_STATE_CHOICES, CELL_STATE_VALUES
 from registry.models import Project
 
@@ -77,6 +80,9 @@ def project_testing(request: HttpRequest, slug: str) -> HttpResponse:
         "form": form or (TestOverrideForm.for_override(override) if is_staff else None),
         "form_open": form is not None,
         "notice": notice,
+        "bisections": _bisections_shown(project),
+        "bisection_pairs": services.bisection_pairs(project=project) if is_staff else [],
+        "flaky_history": selectors.flaky_test_history(project=project),
     }
     template = "ci_runners/_project_testing.html"
     if request.method == "POST" and not request.htmx:
@@ -105,6 +111,42 @@ def project_run_now(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(project.get_absolute_url())
 
 
+BISECTIONS_SHOWN = 10
+
+
+def _bisections_shown(project: Project) -> list[Bisection]:
+    """The project's latest bisections, for its "First bad release" section."""
+    bisections = Bisection.objects.filter(project=project).select_related("template_target")
+    return list(bisections[:BISECTIONS_SHOWN])
+
+
+@require_POST
+def project_bisect(request: HttpRequest, slug: str) -> HttpResponse:
+    """Staff only: start a bisection (first bad release) between two targets of the project,
+    `good` and `bad` (target ids, as the "First bad release" section's forms post them)."""
+    project = _project(slug)
+    if not getattr(request.user, "is_staff", False):
+        raise PermissionDenied("Only staff can start a bisection.")
+    ids = [request.POST.get(end, "") for end in ("good", "bad")]
+    ends = {t.pk: t for t in TorchTarget.objects.filter(pk__in=[i for i in ids if i.isdigit()])}
+    good, bad = (ends.get(int(i)) if i.isdigit() else None for i in ids)
+    if good is None or bad is None:
+        return HttpResponse("Choose a good and a bad PyTorch target.", status=400)
+    try:
+        bisection = services.bisection_start(
+            project=project, good_target=good, bad_target=bad, actor=request.user
+        )
+    except (services.BisectionRefused, PyPIUnavailable) as exc:
+        messages.error(request, str(exc))
+    else:
+        between = len(bisection.candidates)
+        messages.success(
+            request,
+            f"Bisection of {good.version}..{bad.version}: {between} releases between them.",
+        )
+    return redirect(f"{project.get_absolute_url()}#bisections")
+
+
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(CompatRun.objects.select_related("project"), pk=run_id)
@@ -122,8 +164,17 @@ def cell_detail(request: HttpRequest, cell_id: int) -> HttpResponse:
         cell = selectors.cell_for_page(cell_id=cell_id, user=request.user)
     except CompatCell.DoesNotExist:
         raise Http404("No such cell.") from None
-    template = "ci_runners/_cell_live.html" if request.htmx else "ci_runners/cell_detail.html"
-    return render(request, template, {"cell": cell})
+    if request.htmx:
+        return render(request, "ci_runners/_cell_live.html", {"cell": cell})
+    # Failures and flaky tests labelled with the project's flaky history.
+    history = selectors.flaky_test_history(project=cell.run.project)
+    context = {
+        "cell": cell,
+        "failures": selectors.with_flaky_history(tests=cell.failures, history=history),
+        "flaky": selectors.with_flaky_history(tests=cell.flaky, history=history),
+        "flaky_history": history,
+    }
+    return render(request, "ci_runners/cell_detail.html", context)
 
 
 _SUFFIX_RANGE = re.compile(r"^bytes=-(\d+)$")
@@ -168,7 +219,71 @@ def _byte_span(header: str, *, total: int) -> tuple[int, int] | None:
 
 
 def fleet(request: HttpRequest) -> HttpResponse:
-    return render(request, "ci_runners/fleet.html", {"fleet": selectors.fleet()})
+    """Runners, queues and cells in flight; a banner lists detected PyTorch releases waiting
+    for staff's approval (the button is staff's)."""
+    context = {
+        "fleet": selectors.fleet(),
+        "awaiting_releases": release_reports.releases_awaiting_approval(),
+        "is_staff": bool(getattr(request.user, "is_staff", False)),
+    }
+    return render(request, "ci_runners/fleet.html", context)
+
+
+def _release_version(version: str) -> str:
+    try:
+        return release_reports.parse_release_version(version)
+    except release_reports.InvalidReleaseVersion as exc:
+        raise Http404(str(exc)) from None
+
+
+@require_POST
+def release_approve(request: HttpRequest, version: str) -> HttpResponse:
+    """Staff only: approve a detected release, which starts its readiness run."""
+    if not getattr(request.user, "is_staff", False):
+        raise PermissionDenied("Only staff can approve a PyTorch release.")
+    version = _release_version(version)
+    if not TorchTarget.objects.filter(version=version).exists():
+        raise Http404("No target of this PyTorch version.")
+    cells = services.torch_release_approve(version=version, actor=request.user)
+    if cells:
+        messages.success(request, f"PyTorch {version} approved: {cells} cells queued.")
+    else:
+        messages.info(request, f"PyTorch {version} was approved already; nothing new queued.")
+    return redirect("ci_runners:release_report", version=version)
+
+
+def release_list(request: HttpRequest) -> HttpResponse:
+    """The PyTorch versions in the catalog, newest first, each linking to its report."""
+    context = {
+        "releases": release_reports.release_versions(),
+        "awaiting_releases": release_reports.releases_awaiting_approval(),
+        "is_staff": bool(getattr(request.user, "is_staff", False)),
+    }
+    return render(request, "ci_runners/release_list.html", context)
+
+
+def release_report(request: HttpRequest, version: str) -> HttpResponse:
+    """The readiness report of a release; `?format=csv` or `?format=json` downloads it."""
+    report = release_reports.release_report(_release_version(version))
+    kind = request.GET.get("format", "html")
+    filename = f"torch-{report['version']}-readiness"
+    if kind == "json":
+        response: HttpResponse = JsonResponse(report, json_dumps_params={"indent": 2})
+    elif kind == "csv":
+        response = HttpResponse(
+            release_reports.release_report_csv(report), content_type="text/csv; charset=utf-8"
+        )
+    elif kind == "html":
+        context = {
+            "report": report,
+            "is_staff": bool(getattr(request.user, "is_staff", False)),
+            "labels": release_reports.CLASSIFICATION_LABELS,
+        }
+        return render(request, "ci_runners/release_report.html", context)
+    else:
+        return HttpResponse("Unknown format: use csv or json.", status=400)
+    response["Content-Disposition"] = f'attachment; filename="{filename}.{kind}"'
+    return response
 
 
 def matrix(request: HttpRequest) -> HttpResponse:
@@ -193,3 +308,17 @@ def matrix(request: HttpRequest) -> HttpResponse:
     }
     template = "ci_runners/_matrix_table.html" if request.htmx else "ci_runners/matrix.html"
     return render(request, template, context)
+
+
+def deprecations(request: HttpRequest) -> HttpResponse:
+    """The deprecation forecast: the deprecated torch APIs the ecosystem's tests call, by
+    projects affected, and each project's count (`ci_runners.deprecations`)."""
+    return render(request, "ci_runners/deprecations.html", {"forecast": deprecation_forecast()})
+
+
+def project_deprecations(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's part of the forecast: a fragment of the project page (empty until the
+    project has a finished cell)."""
+    project = _project(slug)
+    context = {"project": project, "forecast": deprecation_forecast(project=project)}
+    return render(request, "ci_runners/_project_deprecations.html", context)

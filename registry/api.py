@@ -203,7 +203,9 @@ class DisagreementSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=[str(kind) for kind in DisagreementKind],
         help_text="broken_claim: the declared range includes a version whose latest run failed; "
-        "excluded_by_metadata: the declared range excludes a version it cannot be installed with.",
+        "excluded_by_metadata: the declared range excludes a version it cannot be installed with; "
+        "widenable_range: the declared range excludes a version its tests pass with when run "
+        "beyond the range (a range that could widen).",
     )
     torch = serializers.CharField()
     message = serializers.CharField()
@@ -223,9 +225,22 @@ class CompatibilitySerializer(serializers.Serializer):
         help_text="What the project's metadata declares, as its latest built run read it "
         "(empty: never built)."
     )
-    works_with = serializers.ListField(child=serializers.CharField())
-    breaks_with = serializers.ListField(child=serializers.CharField())
-    not_installable_with = serializers.ListField(child=serializers.CharField())
+    works_with = serializers.ListField(
+        child=serializers.CharField(), help_text="Versions whose latest run passed."
+    )
+    breaks_with = serializers.ListField(
+        child=serializers.CharField(), help_text="Versions whose latest run failed or timed out."
+    )
+    not_installable_with = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Versions it cannot be installed with (its metadata or dependencies exclude "
+        "them).",
+    )
+    widenable_with = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Of not_installable_with, the versions its declared torch range excludes but "
+        "its tests pass with, run with the range overridden.",
+    )
     disagreements = DisagreementSerializer(many=True)
 
 

@@ -182,16 +182,20 @@ def render_svg(badge: Badge) -> str:
     )
 
 
+def badge_fields(badge: Badge) -> dict[str, str]:
+    """What a badge shows, cleaned: its label, message and (allow-listed) colour name."""
+    return {
+        "label": clean_text(badge.label),
+        "message": clean_text(badge.message),
+        "color": safe_color(badge.color),
+    }
+
+
 def render_endpoint_json(badge: Badge) -> str:
-    """The shields.io endpoint document (https://shields.io/badges/endpoint-badge)."""
+    """The shields.io endpoint document (https://shields.io/badges/endpoint-badge): its schema's
+    keys only, since older shields instances reject unknown ones."""
     return json.dumps(
-        {
-            "schemaVersion": 1,
-            "label": clean_text(badge.label),
-            "message": clean_text(badge.message),
-            "color": safe_color(badge.color),
-            "cacheSeconds": CACHE_SECONDS,
-        },
+        {"schemaVersion": 1, **badge_fields(badge), "cacheSeconds": CACHE_SECONDS},
         separators=(",", ":"),
     )
 

@@ -258,7 +258,8 @@ def compat_measurements(cells, *, run_url: str) -> list[Measurement]:
 
 def _declared_note(cells) -> str:
     """The torch range the project declares, as the latest cell of the run that built it read
-    it, to set against what was measured (" (its metadata declares torch>=2.3)"); "" when it
+    it, to set against what was measured (" (its metadata declares torch>=2.3)"), with the
+    versions that range excludes but the tests pass with when run beyond it; "" when it
     declares none or was never built."""
     built = [c for c in cells if isinstance(c.declared, dict) and c.declared.get("torch")]
     if not built:
@@ -266,7 +267,18 @@ def _declared_note(cells) -> str:
     latest = max(
         built, key=lambda c: (c.finished_at.timestamp() if c.finished_at else 0, c.pk or 0)
     )
-    return f" (its metadata declares torch{latest.declared['torch']})"
+    # Excluded by that range, yet its tests pass when run beyond it: a range that could widen.
+    widenable = sorted(
+        {
+            c.target.label
+            for c in cells
+            if c.state in NOT_INSTALLABLE_CELL_STATES
+            and isinstance(c.beyond_range, dict)
+            and c.beyond_range.get("state") == "passed"
+        }
+    )
+    beyond = f"; its tests pass beyond that range on {', '.join(widenable)}" if widenable else ""
+    return f" (its metadata declares torch{latest.declared['torch']}{beyond})"
 
 
 def _labels(cells, states: set[str]) -> list[str]:

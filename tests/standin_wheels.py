@@ -3,14 +3,21 @@
 run for real over many torch releases in seconds.
 
 Stand-in versions must not exist on the public index (it stays configured beside a find-links
-dir): use 9.x.
+dir): use 9.x. A stand-in's behaviour is a function of its version alone, as a real build's is:
+the agent caches one torch environment per version (across test sessions too), so two
+stand-ins of one version must never differ. What every stand-in has (`STANDIN_API`):
+- `torch.__version__` and `torch.version.cuda` (None), as real builds have them;
+- `torch.old_api()`: returns 1 and warns "torch.old_api is deprecated, use torch.new_api"
+  (FutureWarning) from inside torch, a deprecated API for the warnings harvest;
+- `torch.legacy_add(a, b)`: below 9.4.0 only, an API a release removes (for bisection).
 """
 
 from __future__ import annotations
 
-import textwrap
 import zipfile
 from pathlib import Path
+
+from packaging.version import Version
 
 
 def write_wheel(
@@ -48,11 +55,29 @@ def write_wheel(
     return wheel
 
 
-def standin_torch(directory: Path, version: str, *, body: str = "") -> Path:
-    """A stand-in `torch` wheel of `version` (e.g. "9.3.0" or "9.3.0+cpu"): `torch.__version__`
-    and `torch.version.cuda` (None) as real builds have them, plus `body`, Python code run at
-    the end of `torch/__init__.py` (an API that warns, or breaks from some version on)."""
-    init = f"__version__ = {version!r}\nfrom torch import version\n" + textwrap.dedent(body)
+STANDIN_API = """
+import warnings
+
+
+def old_api():
+    warnings.warn("torch.old_api is deprecated, use torch.new_api", FutureWarning, stacklevel=2)
+    return 1
+"""
+LEGACY_ADD = """
+
+def legacy_add(a, b):
+    return a + b
+"""
+LEGACY_ADD_REMOVED_IN = Version("9.4.0")
+
+
+def standin_torch(directory: Path, version: str) -> Path:
+    """A stand-in `torch` wheel of `version` (e.g. "9.3.0" or "9.3.0+cpu") with the APIs the
+    module docstring lists."""
+    body = STANDIN_API
+    if Version(version) < LEGACY_ADD_REMOVED_IN:
+        body += LEGACY_ADD
+    init = f"__version__ = {version!r}\nfrom torch import version\n" + body
     return write_wheel(
         directory,
         name="torch",
@@ -64,8 +89,8 @@ def standin_torch(directory: Path, version: str, *, body: str = "") -> Path:
     )
 
 
-def standin_torch_releases(directory: Path, versions: list[str], *, body: str = "") -> Path:
+def standin_torch_releases(directory: Path, versions: list[str]) -> Path:
     """Stand-in torch wheels of each of `versions` in `directory` (a find-links dir)."""
     for version in versions:
-        standin_torch(directory, version, body=body)
+        standin_torch(directory, version)
     return directory

@@ -2,6 +2,14 @@
 
 `run` exits with its result state's status (`contracts.CLI_EXIT_CODES`: 0 passed, 1 failed,
 3 errored, 4 timed_out, 5 not_installable); argparse's usage errors exit 2.
+
+`bisect --source SRC --good V1 --bad V2 --json` finds the first bad torch release between
+two (`bisect.py`), running each release it tries as `run` does, and prints
+`{"first_bad", "last_good", "failures", "tried"}`. It exits 0 when it found one; 1 when
+`--check-ends` found the good end failing or the bad end passing; 2 for a bad request (usage
+errors, an end the wheel sources do not publish, `--good` not older than `--bad`); 3 when it
+cannot decide (a release errored, or a wheel source could not be read). On failure the reason
+is on stderr and, with `--json`, the object has `error` and what was tried.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ci_runners.agent import bisect as bisect_module
 from ci_runners.agent.checkout import CheckoutError, checkout_source
-from ci_runners.agent.contracts import CLI_EXIT_CODES, CellState, Job, TestConfig
+from ci_runners.agent.contracts import CLI_EXIT_CODES, CellState, Job, Result, TestConfig
 from ci_runners.agent.recipe import RecipeError, discover_recipe
 from ci_runners.agent.runner import run_job
 from ci_runners.agent.workspace import default_work_root
@@ -76,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run tests WITHOUT the sandbox (local debugging only)",
     )
+    run.add_argument(
+        "--test-beyond-declared-range",
+        action="store_true",
+        help="when the project's own torch range excludes this torch, run its tests anyway "
+        "with that range overridden (the result stays not_installable, with `beyond_range`)",
+    )
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_bisect_arguments(
+        commands.add_parser(
+            "bisect", help="find the first torch release a project fails with, between two"
+        )
+    )
     recipe = commands.add_parser(
         "recipe", help="print the test recipe discovered from a repository (runs nothing)"
     )
@@ -85,6 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_override_arguments(recipe)
     recipe.add_argument("--json", action="store_true", help="print the recipe as one JSON object")
     return parser
+
+
+def _add_bisect_arguments(bisect: argparse.ArgumentParser) -> None:
+    bisect.add_argument("--source", required=True, help="git URL or local path")
+    bisect.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+    bisect.add_argument("--good", required=True, help="a torch release the project passes")
+    bisect.add_argument("--bad", required=True, help="a later torch release it fails")
+    bisect.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
+    bisect.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
+    _add_override_arguments(bisect)
+    bisect.add_argument("--work-root", default=None, type=Path)
+    bisect.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run tests WITHOUT the sandbox (local debugging only)",
+    )
+    bisect.add_argument(
+        "--check-ends",
+        action="store_true",
+        help="run both ends first; refuse when the good end fails or the bad end passes",
+    )
+    bisect.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
 
 
 def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +182,7 @@ def _run_command(args: argparse.Namespace) -> int:
         python_version=args.python_version,
         timeout_s=args.timeout,
         test_config=_override_of(args),
+        test_beyond_declared_range=args.test_beyond_declared_range,
     )
     work_root = args.work_root or default_work_root()
     result = run_job(job=job, work_root=work_root, sandbox=not args.unsafe_no_sandbox)
@@ -152,6 +195,44 @@ def _run_command(args: argparse.Namespace) -> int:
         if data["error"]:
             print(f"error: {data['error']}", file=sys.stderr)
     return CLI_EXIT_CODES.get(CellState(result.state), CLI_EXIT_CODES[CellState.ERRORED])
+
+
+def _bisect_command(args: argparse.Namespace) -> int:
+    """`bisect`: each release tried runs as `run` runs it; progress goes to stderr."""
+    base = Job(
+        source=args.source,
+        ref=args.ref,
+        torch_version=args.good,
+        python_version=args.python_version,
+        timeout_s=args.timeout,
+        test_config=_override_of(args),
+    )
+    work_root = args.work_root or default_work_root()
+
+    def run_one(version: str) -> Result:
+        print(f"bisect: running torch {version}", file=sys.stderr, flush=True)
+        job = bisect_module.job_for(base, version)
+        result = run_job(job=job, work_root=work_root, sandbox=not args.unsafe_no_sandbox)
+        print(f"bisect: torch {version} {result.state}", file=sys.stderr, flush=True)
+        return result
+
+    try:
+        plan = bisect_module.plan_for_job(job=base, good=args.good, bad=args.bad)
+        print(f"bisect: {plan.describe()}", file=sys.stderr, flush=True)
+        found = bisect_module.bisect(plan=plan, run_one=run_one, check_ends=args.check_ends)
+    except bisect_module.BisectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.json:
+            failed = {"first_bad": None, "last_good": None, "failures": [], "tried": exc.tried}
+            print(json.dumps({**failed, "error": str(exc)}))
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(found.to_dict()))
+    else:
+        print(f"first bad: {found.first_bad} (last good: {found.last_good})")
+        for failure in found.failures:
+            print(f"  {failure.get('test') or '-'}: {failure.get('message', '')}")
+    return bisect_module.EXIT_FOUND
 
 
 def _recipe_command(args: argparse.Namespace) -> int:
@@ -174,7 +255,7 @@ def _recipe_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run_command, "recipe": _recipe_command}
+COMMANDS = {"run": _run_command, "bisect": _bisect_command, "recipe": _recipe_command}
 
 
 def main(argv: list[str] | None = None) -> int:

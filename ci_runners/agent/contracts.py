@@ -282,7 +282,8 @@ class Result:
     # it names no range) and `requires_python`; empty when no wheel was built.
     declared: dict[str, str] = field(default_factory=dict)
     # Tests that failed, then passed when re-run once in the same environment and sandbox:
-    # counted once, as passed, and never as breaks ({nodeid, message} of the first failure).
+    # counted once, as passed, and never as breaks ({test: node id, message: of the first
+    # failure}, as in `failures`).
     flaky: list[dict[str, str]] = field(default_factory=list)
     # A not_installable result whose declared torch range excluded the torch under test, with
     # `Job.test_beyond_declared_range`: what the tests did with the range overridden

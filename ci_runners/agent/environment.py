@@ -16,7 +16,11 @@ job's venv read-only. What is installed is read back from the venv and reported 
 
 The torch that runs is the torch requested: nothing may replace or add one. When the project
 cannot be had with it (its metadata excludes it, or no set of dependencies fits it) the build
-raises `NotInstallable`, a compatibility fact; anything else is an `EnvBuildError`.
+raises `NotInstallable`, a compatibility fact; anything else is an `EnvBuildError`. When only
+its declared torch range excludes it (`TorchExcluded`), the caller may build again with that
+range overridden (`beyond_declared_range`: the resolver takes exactly the torch under test
+despite the project's requirement) to learn whether the range could widen; such an environment
+is cached apart from every normal one.
 
 Nothing here runs a project's code: dependencies come from binary wheels only (`--no-build`),
 and the project itself is built into a wheel inside the sandbox (`build.py`) before its wheel
@@ -87,6 +91,12 @@ class NotInstallable(Exception):
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
         self.declared = {}
+
+
+class TorchExcluded(NotInstallable):
+    """The project's own Requires-Dist torch range excludes the torch under test (not its
+    Requires-Python, not a dependency conflict): the one exclusion that building with the
+    range overridden (`build_environment(beyond_declared_range=True)`) can test beyond."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,6 +344,7 @@ def _resolve(
     constraints: list[str],
     scratch: Path,
     no_deps: bool = False,
+    overrides: list[str] | None = None,
 ) -> list[str]:
     """`lock.resolve` for this toolchain; its failures become this module's exceptions
     (`lock.Unsatisfiable` stays one: the caller words it)."""
@@ -346,6 +357,7 @@ def _resolve(
         constraints=constraints,
         scratch=scratch,
         no_deps=no_deps,
+        overrides=list(overrides or ()),
     )
     try:
         return lock_module.resolve(request)
@@ -566,7 +578,7 @@ def check_declared_support(
         metadata=metadata, python_version=python_version, extras=extras
     ):
         if not requirement.specifier.contains(torch, prereleases=True):
-            raise NotInstallable(
+            raise TorchExcluded(
                 f"{name} requires torch{requirement.specifier} (its Requires-Dist); "
                 f"{torch} is excluded"
             )
@@ -584,6 +596,12 @@ class JobDependencies:
     wheel: Path | None = None
     project: str | None = None
     extras: list[str] = field(default_factory=list)
+    # The project's declared torch range set aside: exactly the torch under test overrides
+    # every requirement on torch (`Job.test_beyond_declared_range`).
+    beyond_declared_range: bool = False
+
+    def overrides(self, *, torch_version: str) -> list[str]:
+        return [f"torch==={torch_version}"] if self.beyond_declared_range else []
 
     def wanted(self) -> list[str]:
         wanted = ["torch", "pytest", *self.requirements]
@@ -610,6 +628,7 @@ def _resolve_dependencies(
                 *companion_constraints(torch_version=torch_version),
             ],
             scratch=scratch,
+            overrides=dependencies.overrides(torch_version=torch_version),
         )
     except lock_module.Unsatisfiable as exc:
         raise _unsatisfiable(
@@ -668,17 +687,33 @@ def _unsatisfiable(
 # --- layer 3: the environment of a lock ------------------------------------------------------
 
 
-def _lock_env_key(*, base: TorchBase, locked: list[str]) -> tuple[str, str]:
-    return _key({"layout": LOCK_ENV_LAYOUT_VERSION, "base": base.key, "lock": sorted(locked)})
+def _lock_env_key(
+    *, base: TorchBase, locked: list[str], overrides: list[str] | None = None
+) -> tuple[str, str]:
+    """The key of the environment of `locked`; one resolved with `overrides` (a declared range
+    set aside) has its own, so it never serves a normal job (normal keys stay as they were)."""
+    material: dict[str, object] = {
+        "layout": LOCK_ENV_LAYOUT_VERSION,
+        "base": base.key,
+        "lock": sorted(locked),
+    }
+    if overrides:
+        material["overrides"] = sorted(overrides)
+    return _key(material)
 
 
 def _ensure_lock_env(
-    *, base: TorchBase, locked: list[str], tools: Toolchain, cache: Path
+    *,
+    base: TorchBase,
+    locked: list[str],
+    tools: Toolchain,
+    cache: Path,
+    overrides: list[str] | None = None,
 ) -> tuple[Path, bool]:
-    """The environment of `locked`, cached under its hash: a hard-linked copy of the torch base
-    synced to exactly the lock, with only what is new byte-compiled. Returns it and whether
-    it was cached."""
-    key, material = _lock_env_key(base=base, locked=locked)
+    """The environment of `locked` (resolved with `overrides`), cached under its hash: a
+    hard-linked copy of the torch base synced to exactly the lock, with only what is new
+    byte-compiled. Returns it and whether it was cached."""
+    key, material = _lock_env_key(base=base, locked=locked, overrides=overrides)
     envs = cache / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     path = envs / key
@@ -867,9 +902,11 @@ def _prepare_project(
     tools: Toolchain,
     torch_version: str,
     extras: list[str],
+    beyond_declared_range: bool = False,
 ) -> ProjectWheel | None:
     """The project's wheel (None: no build system, the tests import the checkout), refused
-    (NotInstallable) when its metadata excludes this torch or this python."""
+    (NotInstallable) when its metadata excludes this torch or this python; with
+    `beyond_declared_range`, an exclusion by its torch range alone is set aside."""
     if not build_module.has_build_system(build.project_dir):
         return None
     wheel, cache_hit = _project_wheel(build=build, tools=tools)
@@ -886,7 +923,8 @@ def _prepare_project(
         )
     except NotInstallable as exc:
         exc.declared = declared
-        raise
+        if not (beyond_declared_range and isinstance(exc, TorchExcluded)):
+            raise
     return ProjectWheel(path=wheel, metadata=metadata, cache_hit=cache_hit, declared=declared)
 
 
@@ -901,6 +939,7 @@ def build_environment(
     sandbox: bool = True,
     on_output: Callable[[bytes], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    beyond_declared_range: bool = False,
 ) -> BuiltEnvironment:
     """Build `venv` for `job`: the project at `project_dir` installed (not editable) with its
     `extras` (their dependencies too) and the PEP 508 `requirements` the tests need (the
@@ -908,7 +947,9 @@ def build_environment(
     a clean checkout of (its wheel is cached by it); `sandbox=False` builds the project bare
     (local debugging only); `on_output`, `should_stop`: see `sandbox.run_sandboxed` (a stop
     raises `build.BuildStopped`). Raises NotInstallable when the project cannot be had with
-    the torch under test, EnvBuildError for anything else.
+    the torch under test (`TorchExcluded` when its declared torch range alone excludes it),
+    EnvBuildError for anything else. `beyond_declared_range`: that range is overridden, so
+    exactly the torch under test is installed despite it (its Requires-Python still holds).
     """
     started = time.monotonic()
     requirements = _checked_requirements(requirements)
@@ -928,7 +969,11 @@ def build_environment(
             should_stop=should_stop,
         )
         project = _prepare_project(
-            build=build, tools=tools, torch_version=base.torch_version, extras=extras
+            build=build,
+            tools=tools,
+            torch_version=base.torch_version,
+            extras=extras,
+            beyond_declared_range=beyond_declared_range,
         )
         try:
             layers = _build_layers(
@@ -940,6 +985,7 @@ def build_environment(
                 venv=venv,
                 scratch=scratch,
                 should_stop=should_stop,
+                beyond_declared_range=beyond_declared_range,
             )
         except NotInstallable as exc:
             exc.declared = exc.declared or (project.declared if project else {})
@@ -986,6 +1032,7 @@ def _build_layers(
     venv: Path,
     scratch: Path,
     should_stop: Callable[[], bool] | None,
+    beyond_declared_range: bool = False,
 ) -> Layers:
     """Resolve the job's dependencies, then hard-link its venv from the environment of that
     lock (built over the torch base if missing) and install the project's wheel on top."""
@@ -994,6 +1041,7 @@ def _build_layers(
         wheel=project.path if project else None,
         project=project.metadata.name if project else None,
         extras=extras if project else [],
+        beyond_declared_range=beyond_declared_range,
     )
     locked = _resolve_dependencies(
         dependencies=dependencies,
@@ -1005,7 +1053,11 @@ def _build_layers(
     base_cache_hit = _ensure_torch_base(base=base, tools=tools)
     _stop_if_asked(should_stop)
     env, env_cache_hit = _ensure_lock_env(
-        base=base, locked=locked, tools=tools, cache=base.path.parents[1]
+        base=base,
+        locked=locked,
+        tools=tools,
+        cache=base.path.parents[1],
+        overrides=dependencies.overrides(torch_version=base.torch_version),
     )
     with agent_cache.entry_in_use(env):  # never evicted while copied
         _run(["cp", "-al", str(env), str(venv)], env=tools.env)

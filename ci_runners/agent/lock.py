@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -47,7 +47,9 @@ class NoWheel(ResolutionFailed):
 @dataclass(frozen=True, kw_only=True)
 class ResolveRequest:
     """What one resolution needs: uv and its environment, the target interpreter, the wheel
-    sources' uv arguments, the requirements, the constraints, and a scratch dir for the files."""
+    sources' uv arguments, the requirements, the constraints, and a scratch dir for the files.
+    `overrides` replace every requirement on their package, the project's own included (uv's
+    `--overrides`): how a declared torch range is set aside to test beyond it."""
 
     uv: str
     env: dict[str, str]
@@ -57,6 +59,7 @@ class ResolveRequest:
     constraints: list[str]
     scratch: Path
     no_deps: bool = False
+    overrides: list[str] = field(default_factory=list)
 
 
 def resolve(request: ResolveRequest) -> list[str]:
@@ -71,6 +74,10 @@ def resolve(request: ResolveRequest) -> list[str]:
     command += ["--python", request.python, *request.source_args, "-c", str(constraints)]
     if request.no_deps:
         command.append("--no-deps")
+    if request.overrides:
+        overrides = request.scratch / "overrides.txt"
+        overrides.write_text("".join(f"{line}\n" for line in request.overrides))
+        command += ["--overrides", str(overrides)]
     try:
         completed = run_tool(
             [*command, str(inputs)],

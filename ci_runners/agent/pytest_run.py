@@ -5,11 +5,15 @@ The run follows the job's test recipe (`recipe.py`). pytest runs with the warnin
 plugin's report into the work dir. Besides the work dir, the only dir it may write is its
 torch.compile/inductor cache: the project's own, kept per torch build between its cells
 (`compile_cache_dir`), or a fresh one for jobs without a cache scope (applicant runs).
+A few failed tests may then be re-run once (`prepare_rerun`, see `flaky.py`): the same run,
+keeping only those tests, with reports of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,8 @@ PLUGIN_MODULE = "ecoreg_warnings_plugin"
 PLUGIN_DIR_IN_SANDBOX = "/opt/ecoreg-agent/plugin"
 COMPILE_CACHE_IN_SANDBOX = "/opt/ecoreg-agent/compile-cache"
 ROOT_TEST_CONFIG_FILES = ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "conftest.py")
+# The plugin's `RERUN_ENV`: a JSON list of the node ids a re-run keeps (the rest deselected).
+RERUN_TESTS_ENV = "ECOREG_RERUN_TESTS"
 
 
 class TestConfigError(Exception):
@@ -102,6 +108,29 @@ def prepare_pytest_run(
         junit_path=junit_path,
         plugin_report_path=plugin_report_path,
         kept_compile_cache=compile_cache if kept else None,
+    )
+
+
+def prepare_rerun(*, pytest_run: PytestRun, tests: list[str], timeout_s: float) -> PytestRun:
+    """The same run again (command, environment, sandbox, compile cache), keeping only
+    `tests` (node ids, selected by the plugin after the usual collection, so they are named
+    exactly as the first run reported them), with reports of its own next to the first run's
+    and the time limit `timeout_s`."""
+    report_dir = pytest_run.junit_path.parent
+    junit_path = report_dir / "rerun-junit.xml"
+    plugin_report_path = report_dir / "rerun-plugin-report.json"
+    first_junit = f"--junitxml={pytest_run.junit_path}"
+    command = [
+        f"--junitxml={junit_path}" if arg == first_junit else arg for arg in pytest_run.spec.command
+    ]
+    env = {
+        **pytest_run.spec.env,
+        "ECOREG_REPORT_PATH": str(plugin_report_path),
+        RERUN_TESTS_ENV: json.dumps(tests),
+    }
+    spec = dataclasses.replace(pytest_run.spec, command=command, env=env, timeout_s=timeout_s)
+    return dataclasses.replace(
+        pytest_run, spec=spec, junit_path=junit_path, plugin_report_path=plugin_report_path
     )
 
 

@@ -122,7 +122,13 @@ def _list(raw: object) -> list[Any]:
     return raw if isinstance(raw, list) else []
 
 
+# Tests named per warning group (the plugin's `MAX_TESTS_PER_GROUP`).
+MAX_WARNING_TESTS = 20
+
+
 def _plugin_warnings(raw: object) -> list[dict[str, Any]]:
+    """The plugin's warning groups: category, message, torch's or not, count, and the tests
+    that raised them (node ids, or the plugin's "<collection>" for none)."""
     warnings: list[dict[str, Any]] = []
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict) or len(warnings) >= MAX_WARNINGS:
@@ -131,12 +137,14 @@ def _plugin_warnings(raw: object) -> list[dict[str, Any]]:
             count = int(item.get("count") or 0)
         except (TypeError, ValueError):
             count = 0
+        tests = [str(test) for test in _list(item.get("tests")) if isinstance(test, str) and test]
         warnings.append(
             {
                 "category": _shorten(str(item.get("category")), 200),
                 "message": _shorten(str(item.get("message")), MAX_FAILURE_MESSAGE),
                 "torch_api": bool(item.get("torch_api")),
                 "count": count,
+                "tests": [_shorten(test, 1000) for test in tests[:MAX_WARNING_TESTS]],
             }
         )
     return warnings

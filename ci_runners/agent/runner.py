@@ -22,14 +22,16 @@ An exception raised by a hook ends the job as an agent error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ci_runners.agent import cache, gpu
+from ci_runners.agent import cache, flaky, gpu
 from ci_runners.agent import sandbox as sandbox_module
 from ci_runners.agent.build import BuildStopped
 from ci_runners.agent.checkout import Checkout, CheckoutError, checkout_source
@@ -38,9 +40,15 @@ from ci_runners.agent.environment import (
     BuiltEnvironment,
     EnvBuildError,
     NotInstallable,
+    TorchExcluded,
     build_environment,
 )
-from ci_runners.agent.pytest_run import PytestRun, TestConfigError, prepare_pytest_run
+from ci_runners.agent.pytest_run import (
+    PytestRun,
+    TestConfigError,
+    prepare_pytest_run,
+    prepare_rerun,
+)
 from ci_runners.agent.recipe import NoTestsFound, Recipe, RecipeError, discover_recipe
 from ci_runners.agent.results import (
     RunEnd,
@@ -111,6 +119,9 @@ class JobRecord:
 
     result: Result = field(default_factory=lambda: Result(state=CellState.ERRORED))
     log: str = ""
+    # The project's declared torch range excluded the torch under test and the job tests
+    # beyond it (`Job.test_beyond_declared_range`): the exclusion, its final word.
+    excluded: NotInstallable | None = None
 
 
 def run_job(
@@ -158,6 +169,8 @@ def run_job(
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job still has a Result
         _record_failure(record=record, exc=exc)
     finally:
+        if record.excluded is not None:
+            _record_beyond_range(record=record, excluded=record.excluded)
         _finish(record=record, paths=paths, work_root=work_root, started=started)
     return record.result
 
@@ -198,7 +211,12 @@ def _build_environment(
     hooks: JobHooks,
     record: JobRecord,
 ) -> BuiltEnvironment:
-    built = build_environment(
+    """The job's environment. When the project's declared torch range excludes the torch
+    under test and the job asks to test beyond it, built again with that range overridden:
+    the exclusion is kept in `record.excluded` (the result's final word, see
+    `_record_beyond_range`) and the tests run as in any job."""
+    build = functools.partial(
+        build_environment,
         job=job,
         project_dir=checkout.path,
         venv=paths.venv,
@@ -209,6 +227,14 @@ def _build_environment(
         on_output=hooks.on_output,
         should_stop=hooks.should_stop,
     )
+    try:
+        built = build()
+    except TorchExcluded as exc:
+        if not job.test_beyond_declared_range:
+            raise
+        record.excluded = exc
+        hooks.stop_if_asked()
+        built = build(beyond_declared_range=True)
     record.result.timings["env_s"] = built.env_s
     record.result.timings["env_cache_hit"] = built.cache_hit
     record.result.lock = list(built.lock)
@@ -220,7 +246,8 @@ def _build_environment(
 def _run_tests(
     *, pytest_run: PytestRun, sandbox: bool, hooks: JobHooks, record: JobRecord
 ) -> SandboxRun:
-    """The sandboxed pytest run; its output (with the sandbox's notes) becomes the job's log."""
+    """The sandboxed pytest run; its output (with the sandbox's notes) becomes the job's log.
+    A few failed tests are re-run once right after it (`_rerun_failed_tests`)."""
     energy_before = gpu.energy_millijoules()
     kept = pytest_run.kept_compile_cache
     with cache.entry_in_use(kept) if kept is not None else contextlib.nullcontext():
@@ -230,14 +257,83 @@ def _run_tests(
             on_output=hooks.on_output,
             should_stop=hooks.should_stop,
         )
+        record.log = _run_log(run)
+        rerun_s = 0.0
+        if not run.stopped:
+            rerun_s = _rerun_failed_tests(
+                run=run, pytest_run=pytest_run, sandbox=sandbox, hooks=hooks, record=record
+            )
     record.result.energy_j = gpu.energy_joules(
         before_mj=energy_before, after_mj=gpu.energy_millijoules()
     )
-    record.result.timings["tests_s"] = run.duration_s
-    record.log = run.output + "".join(f"\n[agent] {note}" for note in run.notes)
+    record.result.timings["tests_s"] = round(run.duration_s + rerun_s, 3)
     if run.stopped:
         raise JobStopped
     return run
+
+
+def _run_log(run: SandboxRun) -> str:
+    """A sandboxed run's output followed by the sandbox's notes."""
+    return run.output + "".join(f"\n[agent] {note}" for note in run.notes)
+
+
+def _run_end(
+    *, run: SandboxRun, pytest_run: PytestRun, plugin_report: dict[str, Any], timeout_s: float
+) -> RunEnd:
+    """How a sandboxed pytest run ended (under `timeout_s`), for `judge_run`."""
+    return RunEnd(
+        exit_code=run.exit_code,
+        timed_out=run.timed_out,
+        timeout_s=timeout_s,
+        junit_path=pytest_run.junit_path,
+        plugin_report=plugin_report,
+        output_tail=run.output[-2000:],
+    )
+
+
+def _rerun_failed_tests(
+    *, run: SandboxRun, pytest_run: PytestRun, sandbox: bool, hooks: JobHooks, record: JobRecord
+) -> float:
+    """Re-run once, in the same environment and sandbox and within the job's remaining time,
+    the few tests a run that ended on its own failed (`flaky.plan_rerun`); those that pass
+    go to `Result.flaky` (`_collect_results` counts them as passed). Returns its seconds."""
+    if run.exit_code != 1 or run.timed_out or run.disk_quota_exceeded:
+        return 0.0
+    plugin_report = read_plugin_report(path=pytest_run.plugin_report_path)
+    limit_s = pytest_run.spec.timeout_s
+    end = _run_end(run=run, pytest_run=pytest_run, plugin_report=plugin_report, timeout_s=limit_s)
+    verdict = judge_run(end)
+    plan = flaky.plan_rerun(verdict=verdict, plugin_report=plugin_report)
+    remaining_s = limit_s - run.duration_s
+    if plan.tests and remaining_s < flaky.MIN_RERUN_S:
+        plan = flaky.RerunPlan(tests=[], note="no re-run of failed tests: no time left")
+    if plan.note:
+        record.log += f"\n[agent] {plan.note}"
+    if not plan.tests:
+        return 0.0
+    count = f"{len(plan.tests)} failed test{'s' if len(plan.tests) > 1 else ''}"
+    record.log += f"\n[agent] re-ran {count} once, same environment: {', '.join(plan.tests)}\n"
+    rerun_run = prepare_rerun(pytest_run=pytest_run, tests=plan.tests, timeout_s=remaining_s)
+    rerun = run_sandboxed(
+        spec=rerun_run.spec,
+        sandbox=sandbox,
+        on_output=hooks.on_output,
+        should_stop=hooks.should_stop,
+    )
+    record.log += _run_log(rerun)
+    if rerun.stopped:
+        raise JobStopped
+    rerun_report = read_plugin_report(path=rerun_run.plugin_report_path)
+    rerun_end = _run_end(
+        run=rerun, pytest_run=rerun_run, plugin_report=rerun_report, timeout_s=remaining_s
+    )
+    rerun_verdict = judge_run(rerun_end)
+    passed = flaky.passed_on_rerun(
+        tests=plan.tests, rerun=rerun_verdict, collected=rerun_report.get("tests_collected")
+    )
+    record.result.flaky = flaky.flaky_entries(failures=verdict.failures, passed=passed)
+    record.log += f"\n[agent] {flaky.rerun_summary(tests=plan.tests, passed=passed)}"
+    return rerun.duration_s
 
 
 def _collect_results(
@@ -254,16 +350,13 @@ def _collect_results(
         keys=list(result.environment),
     )
     result.exit_code = None if run.timed_out else run.exit_code
-    verdict = judge_run(
-        RunEnd(
-            exit_code=run.exit_code,
-            timed_out=run.timed_out,
-            timeout_s=job.timeout_s,
-            junit_path=pytest_run.junit_path,
-            plugin_report=plugin_report,
-            output_tail=run.output[-2000:],
-        )
+    end = _run_end(
+        run=run, pytest_run=pytest_run, plugin_report=plugin_report, timeout_s=job.timeout_s
     )
+    verdict = judge_run(end)
+    # Tests that passed on their re-run count once, as passed (their cell passes if no
+    # failure is left), and are kept apart in `result.flaky`.
+    verdict = flaky.without_flaky(verdict=verdict, flaky=result.flaky)
     result.state = verdict.state
     result.error_code = verdict.error_code
     notes = "; ".join(run.notes) or None
@@ -318,7 +411,7 @@ def _record_failure(*, record: JobRecord, exc: Exception) -> None:
         return
     if isinstance(exc, NotInstallable):
         record.result.state = CellState.NOT_INSTALLABLE
-        record.result.error = str(exc).strip().splitlines()[0] if str(exc).strip() else None
+        record.result.error = _reason(exc)
         record.result.error_code = None
         record.result.declared = dict(exc.declared)
         record.log = record.log or f"not installable: {record.result.error}"
@@ -334,6 +427,50 @@ def _record_failure(*, record: JobRecord, exc: Exception) -> None:
     record.result.error = message
     record.result.error_code = str(code)
     record.log = record.log or message
+
+
+def _reason(exc: NotInstallable) -> str | None:
+    """Why the project cannot be installed, on one line (None: no reason given)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else None
+
+
+def _record_beyond_range(*, record: JobRecord, excluded: NotInstallable) -> None:
+    """The Result of a job that tested beyond the project's declared torch range: still
+    `not_installable` with the exclusion's reason and what the project declares (as published
+    it cannot be installed with this torch: that stays the truth), no counts, and what the
+    tests did in `beyond_range`: {state, counts, failures, tests_collected}, or {state, error}
+    when they could not run (an environment that failed even with the range overridden). A
+    stop request stays a cancelled job."""
+    ran = record.result
+    if ran.error_code == str(ErrorCode.CANCELLED):
+        return
+    state = CellState(ran.state)
+    beyond: dict[str, object]
+    if state in (CellState.ERRORED, CellState.NOT_INSTALLABLE):
+        beyond = {"state": str(state), "error": ran.error}
+    else:
+        beyond = {
+            "state": str(state),
+            "counts": dict(ran.counts),
+            "failures": list(ran.failures),
+            "tests_collected": ran.tests_collected,
+        }
+    reason = _reason(excluded)
+    record.result = Result(
+        state=CellState.NOT_INSTALLABLE,
+        commit=ran.commit,
+        timings=ran.timings,
+        recipe=ran.recipe,
+        energy_j=ran.energy_j,
+        error=reason,
+        declared=dict(excluded.declared),
+        beyond_range=beyond,
+    )
+    record.log = (
+        f"not installable: {reason}\n[agent] tests run beyond the declared torch range: "
+        f"{state}\n{record.log}"
+    )
 
 
 def _finish(*, record: JobRecord, paths: JobPaths, work_root: Path, started: float) -> None:

@@ -12,8 +12,10 @@ Standalone (stdlib and pytest only): it is copied read-only into the sandbox and
   session, exit 4, and prints it only as text);
 - `interrupted`: tests that started and never finished (the agent's SIGINT at its wall time);
 - `tests_collected`, xfailed/xpassed `outcomes`, and the python/torch/cuda versions seen;
-- `warnings` grouped by (category, message) with a count and whether torch raised them
-  (`torch_api`: see `torch_origin`).
+- `warnings` grouped by (category, message) with a count, whether torch raised them
+  (`torch_api`: see `torch_origin`) and the tests that raised them (`tests`: node ids in the
+  order first seen, at most `MAX_TESTS_PER_GROUP`; `NO_TEST` for a warning raised outside any
+  test: at configuration, collection, or torch's import).
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ import pytest
 
 REPORT_ENV = "ECOREG_REPORT_PATH"
 EXPECTED_TORCH_ENV = "ECOREG_EXPECTED_TORCH"
+# A re-run of failed tests: a JSON list of the node ids to keep, the rest deselected.
+RERUN_ENV = "ECOREG_RERUN_TESTS"
 MAX_GROUPS = 500
 MAX_ORIGINS = 5000
 MAX_FAILURES = 200
 MAX_MESSAGE = 2000
 MAX_CHAIN = 50
+MAX_TESTS_PER_GROUP = 20
+NO_TEST = "<collection>"
 # Torch's C++ warnings (TORCH_WARN) end with where they were raised in torch's own sources.
 TORCH_CPP_MARKER = re.compile(r"Triggered internally at \S*(torch/csrc/|c10/|aten/src/)")
 # Files whose frames only relay a warning: `deprecated` wrappers (typing_extensions, and
@@ -119,7 +125,9 @@ def _install_origin_hook() -> None:
 _install_origin_hook()
 
 
-def _group_warning(*, category: type, message: object, filename: str) -> None:
+def _group_warning(*, category: type, message: object, filename: str, nodeid: str = "") -> None:
+    """Count the warning in its (category, message) group and note the test that raised it
+    (`nodeid`; "" outside any test)."""
     key = _warning_key(category, message)
     group = _groups.get(key)
     if group is None:
@@ -135,8 +143,12 @@ def _group_warning(*, category: type, message: object, filename: str) -> None:
             "message": key[1],
             "fallback": fallback,
             "count": 0,
+            "tests": {},  # an insertion-ordered set
         }
     group["count"] += 1
+    tests = group["tests"]
+    if len(tests) < MAX_TESTS_PER_GROUP:
+        tests[nodeid or NO_TEST] = None
 
 
 def pytest_warning_recorded(warning_message, when, nodeid, location):  # noqa: ANN001, ARG001
@@ -144,6 +156,7 @@ def pytest_warning_recorded(warning_message, when, nodeid, location):  # noqa: A
         category=warning_message.category,
         message=warning_message.message,
         filename=str(warning_message.filename),
+        nodeid=nodeid if when == "runtest" else "",
     )
 
 
@@ -158,6 +171,7 @@ def _warning_groups() -> list[dict[str, Any]]:
                 "message": group["message"],
                 "torch_api": group["fallback"] if origin is None else origin,
                 "count": group["count"],
+                "tests": list(group["tests"]),
             }
         )
     return sorted(groups, key=lambda g: (-g["count"], g["category"]))
@@ -285,6 +299,20 @@ def pytest_runtest_logstart(nodeid, location):  # noqa: ANN001, ARG001
 
 def pytest_runtest_logfinish(nodeid, location):  # noqa: ANN001, ARG001
     _unfinished.pop(nodeid, None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    """On a re-run (`$ECOREG_RERUN_TESTS`), only the listed tests run: selected by the node
+    ids the first run reported, after the same collection, whatever the run's arguments."""
+    raw = os.environ.get(RERUN_ENV)
+    if raw is None:
+        return
+    wanted = set(json.loads(raw))
+    deselected = [item for item in items if item.nodeid not in wanted]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.nodeid in wanted]
 
 
 def pytest_collection_finish(session):  # noqa: ANN001

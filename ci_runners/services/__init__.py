@@ -5,13 +5,24 @@
 - `cells`: `cell_transition`, the one writer of `CompatCell.state`; progress, results and
   what follows when cells become final.
 - `fleet`: runner heartbeats and the reaper.
-- `releases`: nightly runs, new PyTorch releases on PyPI, approving targets.
+- `releases`: nightly runs, new PyTorch releases on PyPI (a target per runner setup, a notice
+  to staff), approving a release (its readiness run).
 - `test_configs`: staff's override of a project's discovered test recipe.
+- `bisection`: first bad release, a bisection over the torch releases between two ends.
 
 Messages to runner hosts go out with `transaction.on_commit`, by task name (see
 `ci_runners.broker`).
 """
 
+from ci_runners.services.bisection import (
+    BisectionRefused,
+    bisection_cancel,
+    bisection_pairs,
+    bisection_start,
+    bisection_step,
+    bisections_start_for_new_breaks,
+    releases_between,
+)
 from ci_runners.services.cells import (
     LOG_FILE_MAX_CHARS,
     LOG_TAIL_CHARS,
@@ -22,8 +33,13 @@ from ci_runners.services.cells import (
 from ci_runners.services.dispatch import CHUNK, DEFAULT_TIMEOUT_S, UNLIMITED
 from ci_runners.services.fleet import reap_stale_cells, runner_heartbeat_record
 from ci_runners.services.releases import (
+    RunnerSetup,
     nightly_runs,
     projects_to_run,
+    runner_setups,
+    staff_emails,
+    torch_release_approve,
+    torch_release_notice_send,
     torch_releases_check,
     torch_target_approve,
 )
@@ -44,10 +60,14 @@ from ci_runners.services.test_configs import (
 
 __all__ = [
     "CHUNK", "DEFAULT_TIMEOUT_S", "LOG_FILE_MAX_CHARS", "LOG_TAIL_CHARS", "OVERRIDE_FIELDS",
-    "UNLIMITED", "CompatRunRefused", "TestConfigInvalid", "TestOverride",
+    "UNLIMITED", "BisectionRefused", "CompatRunRefused", "TestConfigInvalid", "TestOverride",
+    "bisection_cancel", "bisection_pairs", "bisection_start", "bisection_step",
+    "bisections_start_for_new_breaks", "releases_between",
     "cell_record_progress", "cell_record_result", "cell_transition",
     "compat_run_cancel", "compat_run_request", "compat_runs_request_for_projects",
     "nightly_runs", "project_test_config_update", "projects_to_run", "reap_stale_cells",
     "runner_heartbeat_record", "test_override_clean", "test_override_of", "torch_releases_check",
     "torch_target_approve",
+    "RunnerSetup", "runner_setups", "staff_emails", "torch_release_approve",
+    "torch_release_notice_send",
 ]  # fmt: skip

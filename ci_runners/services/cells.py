@@ -273,21 +273,24 @@ def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
     transaction.on_commit(call_off)
 
 
-def in_matrix(cell: CompatCell) -> bool:
-    """Whether the cell speaks for its project in the matrix and summaries: a registry
-    project's cell, not one of a bisection (the evidence of one search)."""
-    return cell.project_id is not None and cell.run.trigger != CompatRun.Trigger.BISECTION
+def matrix_project_id(cell: CompatCell) -> int | None:
+    """The project the cell speaks for in the matrix and summaries: a registry project's cell,
+    not one of a bisection (the evidence of one search); None otherwise."""
+    if cell.run.trigger == CompatRun.Trigger.BISECTION:
+        return None
+    return cell.project_id
 
 
 def cells_finalize(*, cells: list[CompatCell]) -> None:
     """After cells became final (inside the transaction): matrix, summary, slots, run end."""
     summary_ids: set[int] = set()
     for cell in cells:
-        if cell.state in RESULT_STATES and in_matrix(cell):
-            CompatStatus.objects.filter(
-                project_id=cell.project_id, target_id=cell.target_id
-            ).update(last_final_cell=cell)
-            summary_ids.add(cell.project_id)
+        project_id = matrix_project_id(cell)
+        if cell.state in RESULT_STATES and project_id is not None:
+            CompatStatus.objects.filter(project_id=project_id, target_id=cell.target_id).update(
+                last_final_cell=cell
+            )
+            summary_ids.add(project_id)
     project_ids = sorted({cell.project_id for cell in cells if cell.project_id is not None})
     for project in Project.objects.filter(pk__in=summary_ids):
         _push_summary(project=project)
@@ -304,10 +307,13 @@ NOT_INSTALLABLE_STATES = frozenset({CellState.NOT_INSTALLABLE})
 
 
 def _push_summary(*, project: Project) -> None:
+    """The project's public compatibility summary from the latest final cell on each target:
+    the versions it works with, breaks with, cannot be installed with (of those, the ones its
+    tests pass with beyond its declared range: `widenable_with`), and what it declares."""
     statuses = CompatStatus.objects.filter(
         project=project, last_final_cell__isnull=False
     ).select_related("target", "last_final_cell")
-    works, breaks, not_installable = [], [], []
+    works, breaks, not_installable, widenable = [], [], [], []
     declared: dict[str, str] | None = None
     latest: datetime | None = None
     for status in statuses:
@@ -323,12 +329,17 @@ def _push_summary(*, project: Project) -> None:
             breaks.append(status.target.version)
         elif state in NOT_INSTALLABLE_STATES:
             not_installable.append(status.target.version)
+            # Its declared range excludes this torch, but its tests pass with it (run beyond).
+            beyond = cell.beyond_range if isinstance(cell.beyond_range, dict) else {}
+            if beyond.get("state") == CellState.PASSED:
+                widenable.append(status.target.version)
     project_set_compat_summary(
         project=project,
         works_with=works,
         breaks_with=breaks,
         not_installable_with=not_installable,
         declared=declared,
+        widenable_with=widenable,
     )
 
 
@@ -345,3 +356,6 @@ def _maybe_finish_run(*, run_id: int) -> None:
         transaction.on_commit(
             lambda: broker.send_by_name(name=name, kwargs=kwargs, queue=contracts.DEFAULT_QUEUE)
         )
+    from ci_runners.services.bisection import bisections_autostart_after  # bisection starts runs
+
+    bisections_autostart_after(run=run)

@@ -1,17 +1,33 @@
-"""PyTorch releases: nightly runs, detecting new releases on PyPI, approving targets."""
+"""PyTorch releases: nightly runs, detecting new releases on PyPI, telling staff, approving.
+
+A new release found on PyPI becomes one inactive target per runner setup in use (CPU, each
+CUDA variant); staff hear of it once (an email on commit, and the fleet page's banner) and
+approve the version, which activates its targets and starts the release readiness run over
+every active project. The readiness report reads the results (`ci_runners.release_reports`).
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
+from packaging.version import InvalidVersion, Version
 
 from ci_runners.models import CompatRun, ScheduledSlot, TorchTarget
 from ci_runners.services.runs import compat_runs_request_for_projects
 from registry.models import Project
+
+logger = logging.getLogger(__name__)
 
 
 def projects_to_run() -> list[Project]:
@@ -61,23 +77,98 @@ def torch_target_approve(*, target: TorchTarget, actor: Any = None) -> int:
     """Activate a (detected) target and run every active project on it. Returns cells."""
     with transaction.atomic():
         target = TorchTarget.objects.select_for_update().get(pk=target.pk)
-        if target.active:
-            return 0
-        target.active = True
-        target.approved_at = timezone.now()
-        target.save(update_fields=["active", "approved_at"])
-        return compat_runs_request_for_projects(
-            projects=projects_to_run(), targets=[target], trigger=CompatRun.Trigger.NEW_RELEASE
+        return _targets_activate_and_run([target])
+
+
+def torch_release_approve(*, version: str, actor: Any = None) -> int:
+    """Approve a detected release: activate every target of `version` and start the release
+    readiness run (every active project on those targets, trigger NEW_RELEASE).
+
+    Idempotent: targets already active are not run again, so a second approval (a double
+    click, two staff at once) queues nothing. Returns the cells queued.
+    """
+    with transaction.atomic():
+        targets = list(
+            TorchTarget.objects.select_for_update().filter(version=version).order_by("pk")
         )
+        return _targets_activate_and_run(targets)
+
+
+def _targets_activate_and_run(targets: list[TorchTarget]) -> int:
+    """Inside the caller's transaction, with the targets locked: activate the inactive ones
+    and queue every active project on them."""
+    waiting = [target for target in targets if not target.active]
+    if not waiting:
+        return 0
+    now = timezone.now()
+    for target in waiting:
+        target.active = True
+        target.approved_at = now
+        target.save(update_fields=["active", "approved_at"])
+    return compat_runs_request_for_projects(
+        projects=projects_to_run(), targets=waiting, trigger=CompatRun.Trigger.NEW_RELEASE
+    )
+
+
+@dataclass(frozen=True)
+class RunnerSetup:
+    """How a target is built and where it runs; a new release gets one target per setup."""
+
+    variant: str
+    python_version: str
+    capability: str
+    find_links: tuple[str, ...] = ()
+    index_urls: tuple[str, ...] = ()
+
+
+DEFAULT_SETUP = RunnerSetup(variant="cpu", python_version="3.11", capability="cpu")
+
+
+def runner_setups() -> list[RunnerSetup]:
+    """The distinct setups among the active targets (e.g. a CPU one and a cu126 one); with
+    none active, the newest target's, or CPU on Python 3.11 for an empty catalog."""
+    active = TorchTarget.objects.filter(active=True).order_by("variant", "python_version", "pk")
+    if not active.exists():
+        newest = TorchTarget.objects.order_by("-created_at", "-pk")[:1]
+        return [_setup_of(target) for target in newest] or [DEFAULT_SETUP]
+    setups: list[RunnerSetup] = []
+    for target in active:
+        setup = _setup_of(target)
+        if setup not in setups:
+            setups.append(setup)
+    return setups
+
+
+def _setup_of(target: TorchTarget) -> RunnerSetup:
+    return RunnerSetup(
+        variant=target.variant,
+        python_version=target.python_version,
+        capability=target.capability,
+        find_links=tuple(str(link) for link in target.find_links or []),
+        index_urls=tuple(str(url) for url in target.index_urls or []),
+    )
 
 
 def torch_releases_check() -> list[TorchTarget]:
-    """Add an inactive target for each PyTorch release newer than every known target."""
-    from packaging.version import InvalidVersion, Version
-
+    """Add inactive targets, one per runner setup, for each PyTorch release newer than every
+    known target, and tell staff once per release (on commit). Returns the targets made."""
     from ci_runners import pypi
 
     releases = pypi.package_releases(name="torch")
+    setups = runner_setups()
+    created: list[TorchTarget] = []
+    with transaction.atomic():
+        for release in _new_releases(releases):
+            made = _release_targets_create(version=str(release), setups=setups)
+            created.extend(made)
+            if made and scheduled_slot_claim(job=RELEASE_NOTICE_JOB, slot=str(release)):
+                transaction.on_commit(partial(torch_release_notice_send, version=str(release)))
+    return created
+
+
+def _new_releases(releases: list[Version]) -> list[Version]:
+    """Final releases newer than the newest known target (only the newest, for an empty
+    catalog)."""
     known = []
     for version in TorchTarget.objects.values_list("version", flat=True):
         try:
@@ -90,21 +181,74 @@ def torch_releases_check() -> list[TorchTarget]:
         for release in releases
         if not release.is_prerelease and (newest_known is None or release > newest_known)
     )
-    if newest_known is None:
-        candidates = candidates[-1:]
-    template = TorchTarget.objects.order_by("-created_at").first()
+    return candidates if newest_known is not None else candidates[-1:]
+
+
+def _release_targets_create(*, version: str, setups: list[RunnerSetup]) -> list[TorchTarget]:
+    """One inactive target of `version` per setup; a setup whose (variant, python) is taken
+    already is skipped (the catalog's unique key)."""
     created = []
-    for release in candidates:
+    for setup in setups:
         target, made = TorchTarget.objects.get_or_create(
-            version=str(release),
-            variant=template.variant if template else "cpu",
-            python_version=template.python_version if template else "3.11",
+            version=version,
+            variant=setup.variant,
+            python_version=setup.python_version,
             defaults={
-                "capability": template.capability if template else "cpu",
+                "capability": setup.capability,
+                "find_links": list(setup.find_links),
+                "index_urls": list(setup.index_urls),
                 "active": False,
-                "prerelease": release.is_prerelease,
+                "prerelease": Version(version).is_prerelease,
             },
         )
         if made:
             created.append(target)
     return created
+
+
+RELEASE_NOTICE_JOB = "torch_release_notice"
+SUBJECT_PREFIX = "[Ecosystem Registry]"
+
+
+def staff_emails() -> list[str]:
+    """Addresses of the active staff accounts that have one."""
+    users = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
+    return sorted({email for email in users.values_list("email", flat=True) if email})
+
+
+def torch_release_notice_send(*, version: str) -> int:
+    """Email each staff member (a message each) about a detected release: its targets and
+    where to approve it. Returns the messages sent; a mail failure is logged, not raised (the
+    release stays on the fleet page's banner until approved)."""
+    targets = list(TorchTarget.objects.filter(version=version).order_by("variant", "pk"))
+    if not targets:
+        return 0
+    site = getattr(settings, "SITE_URL", "").rstrip("/")
+    body = "\n".join(
+        [
+            f"PyTorch {version} is out on PyPI. The registry made these targets for it "
+            "(inactive until approved):",
+            *[f"- {target.label} on runner.{target.capability}" for target in targets],
+            "",
+            "Approving it activates them and runs every active project on them (the release "
+            "readiness run). Approve it on the fleet page:",
+            site + reverse("ci_runners:fleet"),
+            "",
+            "The readiness report: "
+            + site
+            + reverse("ci_runners:release_report", kwargs={"version": version}),
+        ]
+    )
+    subject = f"{SUBJECT_PREFIX} PyTorch {version} detected: approve its readiness run"
+    messages = [
+        EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [email])
+        for email in staff_emails()
+    ]
+    if not messages:
+        return 0
+    try:
+        get_connection().send_messages(messages)
+    except OSError:
+        logger.exception("the notice of PyTorch %s could not be mailed", version)
+        return 0
+    return len(messages)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, ProjectTestConfig, TorchTarget
-from ci_runners.services.cells import cell_transition, cells_finalize, in_matrix
+from ci_runners.services.cells import cell_transition, cells_finalize, matrix_project_id
 from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
@@ -23,9 +23,9 @@ class CompatRunRefused(Exception):
 
 def _update_statuses(cells: list[CompatCell]) -> None:
     rows = [
-        CompatStatus(project_id=cell.project_id, target_id=cell.target_id, latest_cell=cell)
+        CompatStatus(project_id=project_id, target_id=cell.target_id, latest_cell=cell)
         for cell in cells
-        if in_matrix(cell)
+        if (project_id := matrix_project_id(cell)) is not None
     ]
     CompatStatus.objects.bulk_create(
         rows,

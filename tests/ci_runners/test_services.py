@@ -535,7 +535,11 @@ def test_new_torch_release_becomes_an_inactive_target_and_approval_runs_it(
     with server:
         settings.PYPI_JSON_URL = server.url + "/pypi/{name}/json"
         created = services.torch_releases_check()
-        assert [target.version for target in created] == ["2.15.0"]
+        # One per runner setup among the active targets (variant "" and "cpu" here).
+        assert [(target.version, target.variant) for target in created] == [
+            ("2.15.0", ""),
+            ("2.15.0", "cpu"),
+        ]
         assert services.torch_releases_check() == []  # known now
     target = created[0]
     assert target.active is False

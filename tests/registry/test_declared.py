@@ -79,6 +79,7 @@ def test_api_project_detail_has_the_compatibility_object(client):
         "works_with": ["2.13.0"],
         "breaks_with": ["2.14.1"],
         "not_installable_with": ["2.15.0"],
+        "widenable_with": [],
         "disagreements": [
             {
                 "kind": "broken_claim",
