@@ -99,6 +99,18 @@ class CompatCellSerializer(serializers.ModelSerializer):
         help_text="The figures compared when the suite shrank: collected, reference, "
         "reference_cell, reference_target.",
     )
+    carried_from = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="A carried cell (not run again: the project's commit, test configuration and "
+        "target unchanged, the environment resolved recently): the id of the cell whose result "
+        "it repeats; null for a cell that ran.",
+    )
+    job_hash = serializers.CharField(
+        read_only=True,
+        help_text="Hash of the job asked of the runner (source, ref, test configuration, "
+        "timeout, target); '' for older cells.",
+    )
 
     class Meta:
         model = CompatCell
@@ -132,6 +144,8 @@ class CompatCellSerializer(serializers.ModelSerializer):
             "recipe",
             "recipe_hash",
             "lock_hash",
+            "job_hash",
+            "carried_from",
         ]
         read_only_fields = fields
 

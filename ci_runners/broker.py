@@ -76,10 +76,15 @@ def _producer() -> Iterator[Any]:
         connection.release()
 
 
-def send_by_name(*, name: str, kwargs: dict[str, Any], queue: str) -> None:
-    """Send a task by name (e.g. a run's on-complete task) to a queue."""
+def send_by_name(
+    *, name: str, kwargs: dict[str, Any], queue: str, countdown: float | None = None
+) -> None:
+    """Send a task by name (e.g. a run's on-complete task) to a queue, due at once or in
+    `countdown` seconds."""
     with _producer() as producer:
-        current_app.send_task(name, kwargs=kwargs, queue=queue, producer=producer)
+        current_app.send_task(
+            name, kwargs=kwargs, queue=queue, producer=producer, countdown=countdown
+        )
 
 
 def publish_cells(messages: Iterable[CellMessage]) -> int:

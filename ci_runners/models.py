@@ -239,6 +239,22 @@ class CompatCell(models.Model):
     recipe = models.JSONField(default=dict, blank=True, help_text="The test recipe the job ran.")
     recipe_hash = models.CharField(max_length=80, blank=True, db_index=True)
     lock_hash = models.CharField(max_length=80, blank=True)
+    # The incremental night (`services.night_plan`): what the web side asked the runner for
+    # (`services.dispatch.job_hash_of`), and for a carried cell the cell whose result it repeats.
+    job_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Hash of the job asked for (source, ref, override, timeout, target).",
+    )
+    carried_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The cell whose result this one carries: nothing it depends on changed.",
+    )
     declared = models.JSONField(
         default=dict,
         blank=True,

@@ -153,7 +153,7 @@ def global_matrix(*, filters: MatrixFilters, page_number: Any) -> GlobalMatrix:
         (status.project_id, status.target_id): status.latest_cell
         for status in CompatStatus.objects.filter(
             project__in=[project.pk for project in page_projects], target__in=shown_ids
-        ).select_related("latest_cell")
+        ).select_related("latest_cell__carried_from")  # a carried cell's evidence date
     }
     rows: list[tuple[Project, list[CompatCell | None]]] = [
         (project, [latest.get((project.pk, target.pk)) for target in shown_targets])

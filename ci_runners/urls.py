@@ -8,6 +8,7 @@ app_name = "ci_runners"
 urlpatterns = [
     path("", views.matrix, name="matrix"),
     path("fleet/", views.fleet, name="fleet"),
+    path("fleet/full-run/", views.night_run_full, name="night_run_full"),
     path("cells/<int:cell_id>/", views.cell_detail, name="cell"),
     path("cells/<int:cell_id>/log.txt", views.cell_log, name="cell_log"),
     path("projects/<slug:slug>/matrix/", views.project_matrix, name="project_matrix"),

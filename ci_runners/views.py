@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -225,8 +226,30 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "fleet": selectors.fleet(),
         "awaiting_releases": release_reports.releases_awaiting_approval(),
         "is_staff": bool(getattr(request.user, "is_staff", False)),
+        "carry_max_age_days": round(settings.COMPAT_CARRY_MAX_AGE_S / 86400, 1),
     }
     return render(request, "ci_runners/fleet.html", context)
+
+
+@require_POST
+def night_run_full(request: HttpRequest) -> HttpResponse:
+    """Staff only: run every active project on every active target now, carrying nothing
+    (a forced full night, `services.night_start(force=True)`); once per minute."""
+    if not getattr(request.user, "is_staff", False):
+        raise PermissionDenied("Only staff can start a full run.")
+    plan = services.night_start(
+        slot=services.manual_night_slot(), force=True, trigger=CompatRun.Trigger.MANUAL
+    )
+    if plan is None:
+        messages.info(
+            request, "Nothing queued: a full run was started this minute, or no target is active."
+        )
+    else:
+        messages.success(
+            request,
+            f"Full run started: {plan.dispatched} cells queued for {len(plan.projects)} projects.",
+        )
+    return redirect("ci_runners:fleet")
 
 
 def _release_version(version: str) -> str:

@@ -7,7 +7,10 @@ broker's visibility timeout is hours (cells run that long). kombu's Redis transp
 `unacked` hash per database and every consumer restores it with its own visibility timeout, so
 the results worker keeps its unacknowledged messages under keys of its own and restores them
 after CELERY_RESULTS_VISIBILITY_TIMEOUT. A worker asked to consume `results` beside another
-queue does not start.
+queue does not start. Results are recorded in batches (`ci_runners.tasks.record_cell_results`,
+celery-batches): the results worker prefetches two batches per pool process, or a batch would
+never fill (the broker hands a consumer only `prefetch multiplier x concurrency` unacknowledged
+messages), and far fewer than it records within the visibility timeout.
 """
 
 import os
@@ -53,6 +56,7 @@ def configure_worker(*, conf: Any, options: dict[str, Any]) -> None:
             f" its short visibility timeout would re-deliver other queues' long tasks, theirs"
             f" would hold a result for hours. Asked for: -Q {','.join(sorted(queues))}"
         )
+    conf.worker_prefetch_multiplier = 2 * settings.CELERY_RESULTS_BATCH_SIZE
     conf.broker_transport_options = {
         **(conf.broker_transport_options or {}),
         **RESULTS_UNACKED_KEYS,

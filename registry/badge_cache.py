@@ -148,20 +148,30 @@ def badge_get(*, slug: str, kind: str, fmt: str) -> badges.RenderedBadge:
 def badge_cache_drop(*, slug: str) -> None:
     """Forget every cached badge of a project: now, and again once the transaction commits
     (so a request that read the old row before the commit cannot leave a stale badge behind)."""
+    badge_cache_drop_many(slugs=[slug])
+
+
+def badge_cache_drop_many(*, slugs: list[str]) -> None:
+    """`badge_cache_drop` of several projects, in one Redis round trip each time."""
+    if not slugs:
+        return
 
     def drop() -> None:
         prefix = badge_key_prefix()
-        keys = [
-            badge_cache_key(prefix, slug, kind, fmt)
-            for kind in badges.KINDS
-            for fmt in badges.FORMATS
-        ]
         try:
-            connection = _redis()
-            connection.delete(*keys)
-            connection.publish(invalidation_channel(prefix), slug)
+            pipe = _redis().pipeline(transaction=False)
+            for slug in slugs:
+                pipe.delete(
+                    *[
+                        badge_cache_key(prefix, slug, kind, fmt)
+                        for kind in badges.KINDS
+                        for fmt in badges.FORMATS
+                    ]
+                )
+                pipe.publish(invalidation_channel(prefix), slug)
+            pipe.execute()
         except RedisError:
-            logger.exception("Could not drop the cached badges of %s.", slug)
+            logger.exception("Could not drop the cached badges of %s.", ", ".join(slugs))
 
     drop()
     transaction.on_commit(drop)

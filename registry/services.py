@@ -8,6 +8,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from registry.bulk import bulk_update
 from registry.landscape import LandscapeItem, ParsedLandscape
 from registry.logos import LogoRefused, logo_card_png, logo_read
 from registry.models import Category, Logo, Project, RepoSnapshot
@@ -15,6 +16,23 @@ from registry.repository_urls import OWNER_RE, REPO_RE, Repository
 from registry.sources import github
 
 REVIEW_INTERVAL = timedelta(days=182)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompatSummary:
+    """A project's public compatibility summary, as the runs push it: the PyTorch versions
+    whose latest cell passed / failed / could not be installed (a compatibility fact: the
+    project does not work with that torch), of those the ones its tests pass with beyond its
+    declared range (`widenable_with`), and what its metadata declares (None: keep it)."""
+
+    works_with: list[str]
+    breaks_with: list[str]
+    not_installable_with: list[str] = field(default_factory=list)
+    declared: dict[str, str] | None = None
+    widenable_with: list[str] = field(default_factory=list)
+
+
+COMPAT_SUMMARY_FIELDS = ["works_with", "breaks_with", "not_installable_with", "widenable_with"]
 
 
 def project_set_compat_summary(
@@ -26,37 +44,39 @@ def project_set_compat_summary(
     declared: dict[str, str] | None = None,
     widenable_with: list[str] | None = None,
 ) -> None:
-    """Record the PyTorch versions whose latest compatibility cell passed / failed / could not
-    be installed (a compatibility fact: the project does not work with that torch), of those
-    the ones its declared range excludes but its tests pass with (`widenable_with`), and what
-    the project's metadata declares (`declared`; None: keep what is recorded)."""
-    works_with, breaks_with = sorted(set(works_with)), sorted(set(breaks_with))
-    not_installable = sorted(set(not_installable_with or ()))
-    widenable = sorted(set(widenable_with or ()))
-    declared = project.declared if declared is None else dict(declared)
-    if (
-        project.works_with == works_with
-        and project.breaks_with == breaks_with
-        and project.not_installable_with == not_installable
-        and project.widenable_with == widenable
-        and project.declared == declared
-    ):
-        return
-    project.works_with, project.breaks_with = works_with, breaks_with
-    project.not_installable_with = not_installable
-    project.widenable_with = widenable
-    project.declared = declared
-    project.save(
-        update_fields=[
-            "works_with",
-            "breaks_with",
-            "not_installable_with",
-            "widenable_with",
-            "declared",
-            "updated_at",
-        ]
+    """Record one project's compatibility summary (`CompatSummary`)."""
+    summary = CompatSummary(
+        works_with=works_with,
+        breaks_with=breaks_with,
+        not_installable_with=list(not_installable_with or ()),
+        declared=declared,
+        widenable_with=list(widenable_with or ()),
     )
-    project_public_summary_changed(project=project)
+    projects_set_compat_summaries(summaries=[(project, summary)])
+
+
+def projects_set_compat_summaries(*, summaries: list[tuple[Project, CompatSummary]]) -> None:
+    """Record projects' compatibility summaries: the changed ones written in one statement,
+    their cached badges dropped together."""
+    from registry.badge_cache import badge_cache_drop_many
+
+    changed = []
+    now = timezone.now()
+    for project, summary in summaries:
+        values: dict[str, object] = {
+            name: sorted(set(getattr(summary, name))) for name in COMPAT_SUMMARY_FIELDS
+        }
+        values["declared"] = (
+            project.declared if summary.declared is None else dict(summary.declared)
+        )
+        if all(getattr(project, name) == value for name, value in values.items()):
+            continue
+        for name, value in values.items():
+            setattr(project, name, value)
+        project.updated_at = now
+        changed.append(project)
+    bulk_update(changed, [*COMPAT_SUMMARY_FIELDS, "declared", "updated_at"])
+    badge_cache_drop_many(slugs=[project.slug for project in changed])
 
 
 def project_set_review_state(*, project: Project, review_state: str) -> None:

@@ -943,17 +943,15 @@ def build_environment(
 ) -> BuiltEnvironment:
     """Build `venv` for `job`: the project at `project_dir` installed (not editable) with its
     `extras` (their dependencies too) and the PEP 508 `requirements` the tests need (the
-    test recipe's, `recipe.py`). `commit`: what `project_dir` is
-    a clean checkout of (its wheel is cached by it); `sandbox=False` builds the project bare
-    (local debugging only); `on_output`, `should_stop`: see `sandbox.run_sandboxed` (a stop
-    raises `build.BuildStopped`). Raises NotInstallable when the project cannot be had with
-    the torch under test (`TorchExcluded` when its declared torch range alone excludes it),
-    EnvBuildError for anything else. `beyond_declared_range`: that range is overridden, so
-    exactly the torch under test is installed despite it (its Requires-Python still holds).
-    """
+    test recipe's, `recipe.py`). `commit`: what `project_dir` is a clean checkout of (its
+    wheel is cached by it); `sandbox=False` builds the project bare (local debugging only);
+    `on_output`, `should_stop`: see `sandbox.run_sandboxed` (a stop raises
+    `build.BuildStopped`). `beyond_declared_range`: the project's declared torch range is
+    overridden, so exactly the torch under test is installed (Requires-Python still holds).
+    Raises NotInstallable when the project cannot be had with the torch under test
+    (`TorchExcluded`: its declared torch range alone excludes it), else EnvBuildError."""
     started = time.monotonic()
-    requirements = _checked_requirements(requirements)
-    extras = list(extras)
+    requirements, extras = _checked_requirements(requirements), list(extras)
     cache = cache_dir()
     tools = _toolchain(job=job, cache=cache)
     scratch = venv.with_name(f"{venv.name}.build")
@@ -969,12 +967,9 @@ def build_environment(
             should_stop=should_stop,
         )
         project = _prepare_project(
-            build=build,
-            tools=tools,
-            torch_version=base.torch_version,
-            extras=extras,
+            build=build, tools=tools, torch_version=base.torch_version, extras=extras,
             beyond_declared_range=beyond_declared_range,
-        )
+        )  # fmt: skip
         try:
             layers = _build_layers(
                 base=base,

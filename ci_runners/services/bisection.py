@@ -11,6 +11,7 @@ latest final cells on them are the evidence.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -246,11 +247,16 @@ def bisection_pairs(*, project: Project) -> list[tuple[TorchTarget, TorchTarget]
     """(good, bad) target pairs of the project's matrix: by version order among targets of one
     variant and Python version, a target whose latest final cell passed followed by one whose
     latest final cell failed (or timed out). Targets whose last word is neither are skipped."""
+    return _pairs_by_project([project.pk]).get(project.pk, [])
+
+
+def _pairs_by_project(project_ids: list[int]) -> dict[int, list[tuple[TorchTarget, TorchTarget]]]:
+    """`bisection_pairs` of several projects, from one query."""
     statuses = CompatStatus.objects.filter(
-        project=project,
+        project_id__in=project_ids,
         last_final_cell__state__in=[*GOOD_STATES, *BREAKS_WITH_STATES],
     ).select_related("target", "last_final_cell")
-    lines: dict[tuple[str, str], list[tuple[Version, TorchTarget, str]]] = {}
+    lines: dict[tuple[int, str, str], list[tuple[Version, TorchTarget, str]]] = {}
     for status in statuses:
         if status.last_final_cell is None:
             continue
@@ -258,24 +264,30 @@ def bisection_pairs(*, project: Project) -> list[tuple[TorchTarget, TorchTarget]
             version = Version(status.target.version)
         except InvalidVersion:
             continue
-        line = lines.setdefault((status.target.variant, status.target.python_version), [])
-        line.append((version, status.target, status.last_final_cell.state))
-    pairs = []
-    for line in lines.values():
+        key = (status.project_id, status.target.variant, status.target.python_version)
+        lines.setdefault(key, []).append((version, status.target, status.last_final_cell.state))
+    pairs: dict[int, list[tuple[TorchTarget, TorchTarget]]] = {}
+    for (project_id, _, _), line in lines.items():
         line.sort(key=lambda item: item[0])
         for (_, good, good_state), (_, bad, bad_state) in zip(line, line[1:], strict=False):
             if good_state in GOOD_STATES and bad_state in BREAKS_WITH_STATES:
-                pairs.append((good, bad))
+                pairs.setdefault(project_id, []).append((good, bad))
     return pairs
 
 
 def _new_break_pairs(project: Project) -> list[tuple[TorchTarget, TorchTarget]]:
     """The pairs no bisection has searched yet (whatever its outcome)."""
+    return _unsearched(project.pk, bisection_pairs(project=project))
+
+
+def _unsearched(
+    project_id: int, pairs: list[tuple[TorchTarget, TorchTarget]]
+) -> list[tuple[TorchTarget, TorchTarget]]:
     return [
         (good, bad)
-        for good, bad in bisection_pairs(project=project)
+        for good, bad in pairs
         if not Bisection.objects.filter(
-            project=project,
+            project_id=project_id,
             good_version=good.version,
             bad_version=bad.version,
             template_target=bad,
@@ -297,17 +309,30 @@ def bisections_start_for_new_breaks(*, project: Project) -> Bisection | None:
     return None
 
 
-def bisections_autostart_after(*, run: CompatRun) -> None:
-    """Inside the transaction that finishes a run: when it is a matrix run of a project whose
+def bisections_autostart_after(*, runs: list[CompatRun]) -> None:
+    """Inside the transaction that finishes runs: for each matrix run of a project whose
     matrix now shows a break no bisection has searched, send `Bisection.AUTOSTART_TASK` to the
-    default queue once the transaction commits (the release list is read there, not here)."""
-    if run.project is None or run.trigger == CompatRun.Trigger.BISECTION:
-        return
-    if not _new_break_pairs(run.project):
-        return
-    kwargs = {"project_id": run.project.pk}
-    transaction.on_commit(
-        lambda: broker.send_by_name(
-            name=Bisection.AUTOSTART_TASK, kwargs=kwargs, queue=contracts.DEFAULT_QUEUE
-        )
+    default queue once the transaction commits (the release list is read there, not here).
+    One query for all the runs' projects; a project's searched pairs are looked up only when
+    its matrix shows a break."""
+    project_ids = sorted(
+        {
+            run.project_id
+            for run in runs
+            if run.project_id is not None and run.trigger != CompatRun.Trigger.BISECTION
+        }
     )
+    if not project_ids:
+        return
+    for project_id, pairs in _pairs_by_project(project_ids).items():
+        if not _unsearched(project_id, pairs):
+            continue
+        kwargs = {"project_id": project_id}
+        transaction.on_commit(
+            partial(
+                broker.send_by_name,
+                name=Bisection.AUTOSTART_TASK,
+                kwargs=kwargs,
+                queue=contracts.DEFAULT_QUEUE,
+            )
+        )

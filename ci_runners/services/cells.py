@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db.models import Case, CharField, Value, When
 from django.utils import timezone
 
 from ci_runners import broker
@@ -25,8 +29,9 @@ from ci_runners.models import (
 )
 from ci_runners.services.dispatch import cells_dispatch_waiting
 from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
+from registry.bulk import bulk_insert, bulk_update
 from registry.models import Project
-from registry.services import project_set_compat_summary
+from registry.services import CompatSummary, projects_set_compat_summaries
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +41,17 @@ LOG_TAIL_CHARS = contracts.LOG_TAIL_CHARS
 
 def cell_transition(*, cell: CompatCell, to: str, **changes: Any) -> CompatCell:
     """Move a (locked) cell to `to`, checking the transition table; other fields ride along."""
-    check_transition(current=cell.state, to=to)
-    cell.state = to
-    for field, value in changes.items():
-        setattr(cell, field, value)
+    _transition(cell=cell, to=to, **changes)
     cell.save(update_fields=["state", *changes])
     return cell
+
+
+def _transition(*, cell: CompatCell, to: str, **changes: Any) -> None:
+    """`cell_transition` in memory only (a batch writes its cells in bulk)."""
+    check_transition(current=cell.state, to=to)
+    cell.state = to
+    for name, value in changes.items():
+        setattr(cell, name, value)
 
 
 def _locked_cell(cell_id: int) -> CompatCell | None:
@@ -74,8 +84,8 @@ def cell_record_progress(
         if phase in moves_forward.get(cell.state, set()):
             cell_transition(cell=cell, to=phase, **changes)
         else:
-            for field, value in changes.items():
-                setattr(cell, field, value)
+            for name, value in changes.items():
+                setattr(cell, name, value)
             cell.save(update_fields=list(changes))
     return True
 
@@ -90,73 +100,247 @@ def _cap_log(log: str) -> str:
 def cell_record_result(
     *, cell_id: int, attempt: int, runner: str, result: dict[str, Any], log: str = ""
 ) -> CellResult | None:
-    """Store a runner's result, once per (cell, attempt); apply it while the cell is not final.
+    """Store one runner's result: `cells_record_results` with a batch of one."""
+    message = contracts.ResultMessage(
+        cell_id=cell_id, attempt=attempt, runner=runner, result=result, log=log
+    )
+    return cells_record_results(messages=[message])[0]
 
-    A second delivery of the same result returns the first row and changes nothing. The result
-    of an attempt the reaper gave up on (its runner taken for lost, the cell re-queued as a
-    later attempt) still wins when it comes first: that attempt finished, the cell is its, and
-    the later attempt is called off (`_call_off_later_attempt`). Once the cell is final, later
-    results are kept but not applied.
+
+@dataclass(kw_only=True)
+class _Recorded:
+    """What a batch of results changed, for the writes and derived updates that follow."""
+
+    rows: list[CellResult] = field(default_factory=list)
+    applied: dict[int, CompatCell] = field(default_factory=dict)
+    resolved_commits: dict[int, str] = field(default_factory=dict)
+    call_offs: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def cells_record_results(*, messages: Sequence[contracts.ResultMessage]) -> list[CellResult | None]:
+    """Store runners' results, once per (cell, attempt), and apply each while its cell is not
+    final: one transaction for the whole batch, the rows written in bulk, and what follows
+    coalesced (`cells_finalize`: one matrix update per project and target, one summary per
+    project, one slot refill, each finished run once).
+
+    A second delivery of a result (in this batch or an earlier one) changes nothing and gets
+    the first row. The result of an attempt the reaper gave up on (its runner taken for lost,
+    the cell re-queued as a later attempt) still wins when it comes first: that attempt
+    finished, the cell is its, and the later attempt is called off. Once the cell is final,
+    later results are kept but not applied. Returns each message's row: None for an unknown
+    cell or a result an agent may not send (logged).
     """
-    outcome = Result.from_dict(result)
+    outcomes = [_outcome_of(message) for message in messages]
+    now = timezone.now()
     with transaction.atomic():
-        cell = _locked_cell(cell_id)
-        if cell is None:
-            return None
-        existing = CellResult.objects.filter(cell=cell, attempt=attempt).first()
-        if existing is not None:
-            return existing
-        applies = 1 <= attempt <= cell.attempt and cell.state not in FINAL_STATES
-        stored = _store_result(
-            cell=cell, attempt=attempt, runner=runner, outcome=outcome, applied=applies
-        )
-        if not applies:
-            return stored
-        if attempt < cell.attempt:
-            _call_off_later_attempt(cell=cell, attempt=attempt)
-        now = timezone.now()
-        full_log = _cap_log(log or outcome.log_tail).encode("utf-8", errors="replace")
-        cell.log_file.save(
-            f"cell-{cell.pk}-attempt-{attempt}.log.gz",
-            ContentFile(gzip.compress(full_log, compresslevel=6)),
-            save=False,
-        )
-        cell_transition(
-            cell=cell,
-            to=str(outcome.state),
-            runner_name=runner[:200],
-            finished_at=now,
-            started_at=cell.started_at or now,
-            last_seen_at=now,
-            commit=(outcome.commit or "")[:64],
-            counts=outcome.counts,
-            failures=outcome.failures,
-            warnings=outcome.warnings,
-            timings=outcome.timings,
-            environment=outcome.environment,
-            energy_j=outcome.energy_j,
-            exit_code=outcome.exit_code,
-            error=outcome.error or "",
-            log_tail=(outcome.log_tail or log)[-LOG_TAIL_CHARS:],
-            log_file=cell.log_file,
-            **_reported_fields(outcome),
-            **_suite_shrink(cell=cell, collected=_collected(outcome)),
-        )
-        if outcome.commit and not cell.run.resolved_commit:
-            CompatRun.objects.filter(pk=cell.run_id, resolved_commit="").update(
-                resolved_commit=outcome.commit[:64]
+        ids = sorted({message.cell_id for message in messages})
+        cells = {
+            cell.pk: cell
+            for cell in CompatCell.objects.select_for_update()
+            .select_related("run", "target")
+            .filter(pk__in=ids)
+            .order_by("pk")
+        }
+        stored = {
+            (row.cell_id, row.attempt): row for row in CellResult.objects.filter(cell_id__in=ids)
+        }
+        references = _ShrinkReferences.load(cells=list(cells.values()))
+        recorded = _Recorded()
+        answers: list[CellResult | None] = []
+        for message, outcome in zip(messages, outcomes, strict=True):
+            cell = cells.get(message.cell_id)
+            if cell is None or outcome is None:
+                answers.append(None)
+                continue
+            key = (cell.pk, message.attempt)
+            if key not in stored:
+                stored[key] = _record(
+                    cell=cell,
+                    message=message,
+                    outcome=outcome,
+                    recorded=recorded,
+                    references=references,
+                    now=now,
+                )
+            answers.append(stored[key])
+        _write(recorded)
+    return answers
+
+
+# A result the database could not take for want of a connection comes back this much later.
+RESEND_AFTER_S = 10.0
+
+
+def cells_record_results_or_resend(*, messages: Sequence[contracts.ResultMessage]) -> None:
+    """`cells_record_results` for a batch the results worker took. When the database refuses
+    the batch, each result is recorded alone, so one bad result (logged and dropped, as an
+    unreadable one is) does not hold back the others; what could not be recorded for want of
+    the database (connection lost, deadlock) is sent again to the results queue, due in
+    RESEND_AFTER_S: the worker acknowledges a batch once this returns, so nothing is dropped
+    while the database is away, and recording it again changes nothing that was committed."""
+    if not messages:
+        return
+    try:
+        cells_record_results(messages=messages)
+        return
+    except (OperationalError, InterfaceError):
+        logger.exception("recording %d results failed: sending them again", len(messages))
+        _resend(messages)
+        return
+    except DatabaseError:
+        logger.exception("recording a batch of %d results failed: one by one", len(messages))
+    for message in messages:
+        try:
+            cells_record_results(messages=[message])
+        except (OperationalError, InterfaceError):
+            _resend([message])
+        except DatabaseError:
+            logger.exception(
+                "dropped the result of cell %s attempt %s", message.cell_id, message.attempt
             )
-        cells_finalize(cells=[cell])
-    return stored
 
 
-def _store_result(
+def _resend(messages: Sequence[contracts.ResultMessage]) -> None:
+    for message in messages:
+        broker.send_by_name(
+            name=contracts.RESULT_TASK,
+            kwargs=message.to_kwargs(),
+            queue=contracts.RESULTS_QUEUE,
+            countdown=RESEND_AFTER_S,
+        )
+
+
+def _outcome_of(message: contracts.ResultMessage) -> Result | None:
+    try:
+        return Result.from_dict(message.result)
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.error(
+            "cell %s attempt %s: unreadable result: %r", message.cell_id, message.attempt, exc
+        )
+        return None
+
+
+def _record(
+    *,
+    cell: CompatCell,
+    message: contracts.ResultMessage,
+    outcome: Result,
+    recorded: _Recorded,
+    references: _ShrinkReferences,
+    now: datetime,
+) -> CellResult:
+    """The per-attempt row of one result (written later, in bulk); the result applied to its
+    (locked, in-memory) cell when it applies."""
+    attempt = message.attempt
+    applies = 1 <= attempt <= cell.attempt and cell.state not in FINAL_STATES
+    row = _result_row(
+        cell=cell, attempt=attempt, runner=message.runner, outcome=outcome, applied=applies
+    )
+    recorded.rows.append(row)
+    if not applies:
+        return row
+    if attempt < cell.attempt:
+        recorded.call_offs.append((cell.pk, str(cell.token), cell.task_id))
+        cell.attempt = attempt
+        cell.task_id = contracts.cell_task_id(
+            cell_id=cell.pk, token=str(cell.token), attempt=attempt
+        )
+    full_log = _cap_log(message.log or outcome.log_tail).encode("utf-8", errors="replace")
+    cell.log_file.save(
+        f"cell-{cell.pk}-attempt-{attempt}.log.gz",
+        ContentFile(gzip.compress(full_log, compresslevel=6)),
+        save=False,
+    )
+    _transition(
+        cell=cell,
+        to=str(outcome.state),
+        runner_name=message.runner[:200],
+        finished_at=now,
+        started_at=cell.started_at or now,
+        last_seen_at=now,
+        commit=(outcome.commit or "")[:64],
+        counts=outcome.counts,
+        failures=outcome.failures,
+        warnings=outcome.warnings,
+        timings=outcome.timings,
+        environment=outcome.environment,
+        energy_j=outcome.energy_j,
+        exit_code=outcome.exit_code,
+        error=outcome.error or "",
+        log_tail=(outcome.log_tail or message.log)[-LOG_TAIL_CHARS:],
+        **_reported_fields(outcome),
+    )
+    for name, value in references.shrink(cell=cell).items():
+        setattr(cell, name, value)
+    recorded.applied[cell.pk] = cell
+    if outcome.commit and not cell.run.resolved_commit:
+        recorded.resolved_commits.setdefault(cell.run_id, outcome.commit[:64])
+    return row
+
+
+# Every field `_record` may change on a cell, written in bulk.
+RECORDED_FIELDS = [
+    "state",
+    "attempt",
+    "task_id",
+    "log_file",
+    "runner_name",
+    "finished_at",
+    "started_at",
+    "last_seen_at",
+    "commit",
+    "counts",
+    "failures",
+    "warnings",
+    "timings",
+    "environment",
+    "energy_j",
+    "exit_code",
+    "error",
+    "log_tail",
+    "error_code",
+    "tests_collected",
+    "needs_network",
+    "recipe",
+    "recipe_hash",
+    "lock_hash",
+    "declared",
+    "flaky",
+    "beyond_range",
+    "suite_shrunk",
+    "suite_shrink",
+]
+
+
+def _write(recorded: _Recorded) -> None:
+    """The batch's rows and cells in bulk, the runs' resolved commits in one update, later
+    attempts called off once committed, then what follows the cells that became final."""
+    bulk_insert(recorded.rows)
+    cells = list(recorded.applied.values())
+    if not cells:
+        return
+    bulk_update(cells, RECORDED_FIELDS)
+    if recorded.resolved_commits:
+        CompatRun.objects.filter(pk__in=recorded.resolved_commits, resolved_commit="").update(
+            resolved_commit=Case(
+                *[When(pk=pk, then=Value(sha)) for pk, sha in recorded.resolved_commits.items()],
+                output_field=CharField(),
+            )
+        )
+    if recorded.call_offs:
+        _call_off_later_attempts(recorded.call_offs)
+    cells_finalize(cells=cells)
+
+
+def _result_row(
     *, cell: CompatCell, attempt: int, runner: str, outcome: Result, applied: bool
 ) -> CellResult:
-    """The per-attempt copy: the result as reported, its lock in a field of its own."""
-    payload = outcome.to_dict()
-    lock = payload.pop("lock", None)
-    return CellResult.objects.create(
+    """The per-attempt copy (unsaved): the result as reported, its lock in a field of its own.
+    (A shallow copy: serialised as it is written, so nothing is shared with the cell.)"""
+    payload = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name != "lock"}
+    payload["state"] = str(outcome.state)
+    lock = outcome.lock
+    return CellResult(
         cell=cell,
         attempt=attempt,
         runner_name=runner[:200],
@@ -220,55 +404,135 @@ def _declared(outcome: Result) -> dict[str, str]:
     }
 
 
-def _suite_shrink(*, cell: CompatCell, collected: int | None) -> dict[str, Any]:
-    """`suite_shrunk` and its figures: the cell collected more than SUITE_SHRINK_RATIO fewer
-    tests than the same project's latest finished cell on another target (an applicant's
-    repository: the same source) that collected any."""
-    if collected is None:
-        return {"suite_shrunk": False, "suite_shrink": None}
-    others = CompatCell.objects.filter(
-        tests_collected__gt=0, finished_at__isnull=False, state__in=RESULT_STATES
-    ).exclude(target_id=cell.target_id)
-    if cell.project_id is not None:
-        others = others.filter(project_id=cell.project_id)
-    else:
-        others = others.filter(project__isnull=True, run__source_url=cell.run.source_url)
-    reference = (
-        others.exclude(pk=cell.pk)
+@dataclass(frozen=True, kw_only=True)
+class _Reference:
+    """A finished cell that collected tests: what a cell on another target is measured by."""
+
+    pk: int
+    target_id: int
+    target_label: str
+    collected: int
+    finished_at: datetime
+
+
+NO_SHRINK: dict[str, Any] = {"suite_shrunk": False, "suite_shrink": None}
+
+
+@dataclass(kw_only=True)
+class _ShrinkReferences:
+    """For a batch: each project's latest final cell per target that collected tests (the
+    matrix's), kept current as the batch's cells finish, so no cell costs a query."""
+
+    by_project: dict[int, dict[int, _Reference]]
+
+    @classmethod
+    def load(cls, *, cells: list[CompatCell]) -> _ShrinkReferences:
+        project_ids = {cell.project_id for cell in cells if cell.project_id is not None}
+        statuses = (
+            CompatStatus.objects.filter(
+                project_id__in=project_ids,
+                last_final_cell__tests_collected__gt=0,
+                last_final_cell__finished_at__isnull=False,
+                last_final_cell__state__in=RESULT_STATES,
+            )
+            .select_related("target", "last_final_cell")
+            .only(
+                "project_id",
+                "target__version",
+                "target__variant",
+                "target__python_version",
+                "last_final_cell__tests_collected",
+                "last_final_cell__finished_at",
+                "last_final_cell__target_id",
+            )
+        )
+        by_project: dict[int, dict[int, _Reference]] = {}
+        for status in statuses:
+            final = status.last_final_cell
+            if final is None or final.tests_collected is None or final.finished_at is None:
+                continue
+            by_project.setdefault(status.project_id, {})[status.target_id] = _Reference(
+                pk=final.pk,
+                target_id=status.target_id,
+                target_label=status.target.label,
+                collected=final.tests_collected,
+                finished_at=final.finished_at,
+            )
+        return cls(by_project=by_project)
+
+    def shrink(self, *, cell: CompatCell) -> dict[str, Any]:
+        """`suite_shrunk` and its figures: the cell collected more than SUITE_SHRINK_RATIO
+        fewer tests than the same project's latest final cell on another target (an
+        applicant's repository: the same source) that collected any."""
+        collected = cell.tests_collected
+        if collected is None:
+            return NO_SHRINK
+        if cell.project_id is None:
+            reference = _applicant_reference(cell)
+        else:
+            references = self.by_project.setdefault(cell.project_id, {})
+            others = [ref for ref in references.values() if ref.target_id != cell.target_id]
+            reference = max(others, key=lambda ref: (ref.finished_at, ref.pk), default=None)
+            if collected > 0 and cell.finished_at is not None and cell.state in RESULT_STATES:
+                references[cell.target_id] = _Reference(
+                    pk=cell.pk,
+                    target_id=cell.target_id,
+                    target_label=cell.target.label,
+                    collected=collected,
+                    finished_at=cell.finished_at,
+                )
+        if reference is None or collected >= reference.collected * (1 - SUITE_SHRINK_RATIO):
+            return NO_SHRINK
+        return {
+            "suite_shrunk": True,
+            "suite_shrink": {
+                "collected": collected,
+                "reference": reference.collected,
+                "reference_cell": reference.pk,
+                "reference_target": reference.target_label,
+            },
+        }
+
+
+def _applicant_reference(cell: CompatCell) -> _Reference | None:
+    """An applicant's repository (no project): its latest finished cell of the same source on
+    another target that collected tests."""
+    other = (
+        CompatCell.objects.filter(
+            project__isnull=True,
+            run__source_url=cell.run.source_url,
+            tests_collected__gt=0,
+            finished_at__isnull=False,
+            state__in=RESULT_STATES,
+        )
+        .exclude(target_id=cell.target_id)
+        .exclude(pk=cell.pk)
         .select_related("target")
         .order_by("-finished_at", "-pk")
-        .only("pk", "tests_collected", "target")
         .first()
     )
-    if reference is None or reference.tests_collected is None:
-        return {"suite_shrunk": False, "suite_shrink": None}
-    if collected >= reference.tests_collected * (1 - SUITE_SHRINK_RATIO):
-        return {"suite_shrunk": False, "suite_shrink": None}
-    return {
-        "suite_shrunk": True,
-        "suite_shrink": {
-            "collected": collected,
-            "reference": reference.tests_collected,
-            "reference_cell": reference.pk,
-            "reference_target": reference.target.label,
-        },
-    }
+    if other is None or other.tests_collected is None or other.finished_at is None:
+        return None
+    return _Reference(
+        pk=other.pk,
+        target_id=other.target_id,
+        target_label=other.target.label,
+        collected=other.tests_collected,
+        finished_at=other.finished_at,
+    )
 
 
-def _call_off_later_attempt(*, cell: CompatCell, attempt: int) -> None:
-    """The cell goes back to `attempt`, whose result is being applied; once committed, the
-    agents are told that the later attempt is not wanted (its message revoked)."""
-    later_task_id = cell.task_id
-    cell.attempt = attempt
-    cell.task_id = contracts.cell_task_id(cell_id=cell.pk, token=str(cell.token), attempt=attempt)
-    cell.save(update_fields=["attempt", "task_id"])
-    keyed = [(cell.pk, str(cell.token))]
+def _call_off_later_attempts(call_offs: list[tuple[int, str, str]]) -> None:
+    """Cells gone back to an earlier attempt, whose result is applied: once committed, the
+    agents are told that the later attempts are not wanted (their messages revoked)."""
+    keyed = [(cell_id, token) for cell_id, token, _ in call_offs]
+    task_ids = [task_id for _, _, task_id in call_offs]
 
     def call_off() -> None:
         try:
-            broker.cancel_cells(cells=keyed, task_ids=[later_task_id])
-        except Exception:  # the result stands; an agent running the later attempt finishes it
-            logger.exception("calling off cell %s's later attempt failed", keyed[0][0])
+            broker.cancel_cells(cells=keyed, task_ids=task_ids)
+        except Exception:  # the results stand; an agent running a later attempt finishes it
+            logger.exception("calling off the later attempts of cells %s failed", keyed)
 
     transaction.on_commit(call_off)
 
@@ -282,21 +546,50 @@ def matrix_project_id(cell: CompatCell) -> int | None:
 
 
 def cells_finalize(*, cells: list[CompatCell]) -> None:
-    """After cells became final (inside the transaction): matrix, summary, slots, run end."""
-    summary_ids: set[int] = set()
+    """After cells became final (inside the transaction), coalesced over the batch: the matrix
+    (one status update per project and target, the newest cell winning), one summary per
+    project, one slot refill, and each run whose cells are all final finished once.
+
+    The projects are locked first, in key order: two batches touching one project take
+    turns, so each summary is computed from every committed status (and no two batches wait
+    on each other in opposite orders)."""
+    newest: dict[tuple[int, int], CompatCell] = {}
     for cell in cells:
         project_id = matrix_project_id(cell)
+        key = (project_id or 0, cell.target_id)
         if cell.state in RESULT_STATES and project_id is not None:
-            CompatStatus.objects.filter(project_id=project_id, target_id=cell.target_id).update(
-                last_final_cell=cell
-            )
-            summary_ids.add(project_id)
+            if key not in newest or cell.pk > newest[key].pk:
+                newest[key] = cell
     project_ids = sorted({cell.project_id for cell in cells if cell.project_id is not None})
-    for project in Project.objects.filter(pk__in=summary_ids):
-        _push_summary(project=project)
+    list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk").values("pk"))
+    _statuses_set_last_final(newest)
+    _push_summaries(project_ids=sorted({project_id for project_id, _ in newest}))
     cells_dispatch_waiting(project_ids=project_ids)
-    for run_id in sorted({cell.run_id for cell in cells}):
-        _maybe_finish_run(run_id=run_id)
+    _finish_runs(run_ids=sorted({cell.run_id for cell in cells}))
+
+
+def _statuses_set_last_final(newest: dict[tuple[int, int], CompatCell]) -> None:
+    """Point each (project, target)'s status at its newest final cell, unless it already
+    points at a newer one (a late result of an older run does not hide a newer run's)."""
+    if not newest:
+        return
+    statuses = list(
+        CompatStatus.objects.select_for_update()
+        .filter(
+            project_id__in={project_id for project_id, _ in newest},
+            target_id__in={target_id for _, target_id in newest},
+        )
+        .order_by("pk")
+    )
+    changed = []
+    for status in statuses:
+        cell = newest.get((status.project_id, status.target_id))
+        if cell is None:
+            continue
+        if status.last_final_cell_id is None or status.last_final_cell_id < cell.pk:
+            status.last_final_cell = cell
+            changed.append(status)
+    bulk_update(changed, ["last_final_cell"])
 
 
 # What the latest final cell on a torch version says of the project on that version. Errored
@@ -306,35 +599,60 @@ BREAKS_WITH_STATES = frozenset({CellState.FAILED, CellState.TIMED_OUT})
 NOT_INSTALLABLE_STATES = frozenset({CellState.NOT_INSTALLABLE})
 
 
-def _push_summary(*, project: Project) -> None:
-    """The project's public compatibility summary from the latest final cell on each target:
-    the versions it works with, breaks with, cannot be installed with (of those, the ones its
-    tests pass with beyond its declared range: `widenable_with`), and what it declares."""
-    statuses = CompatStatus.objects.filter(
-        project=project, last_final_cell__isnull=False
-    ).select_related("target", "last_final_cell")
-    works, breaks, not_installable, widenable = [], [], [], []
+def _push_summaries(*, project_ids: list[int]) -> None:
+    """Each project's public compatibility summary from the latest final cell on each target
+    (one query for all of them): the versions it works with, breaks with, cannot be installed
+    with (of those, the ones its tests pass with beyond its declared range: `widenable_with`),
+    and what it declares."""
+    if not project_ids:
+        return
+    statuses = (
+        CompatStatus.objects.filter(project_id__in=project_ids, last_final_cell__isnull=False)
+        .select_related("target", "last_final_cell")
+        .only(
+            "project_id",
+            "target__version",
+            "last_final_cell__state",
+            "last_final_cell__declared",
+            "last_final_cell__finished_at",
+            "last_final_cell__beyond_range",
+        )
+    )
+    by_project: dict[int, list[CompatStatus]] = {project_id: [] for project_id in project_ids}
+    for status in statuses:
+        by_project[status.project_id].append(status)
+    projects_set_compat_summaries(
+        summaries=[
+            (project, _summary_of(by_project[project.pk]))
+            for project in Project.objects.filter(pk__in=project_ids).order_by("pk")
+        ]
+    )
+
+
+def _summary_of(statuses: list[CompatStatus]) -> CompatSummary:
+    works: list[str] = []
+    breaks: list[str] = []
+    not_installable: list[str] = []
+    widenable: list[str] = []
     declared: dict[str, str] | None = None
     latest: datetime | None = None
     for status in statuses:
-        if status.last_final_cell is None:
-            continue
         cell = status.last_final_cell
+        if cell is None:
+            continue
         if cell.declared and cell.finished_at and (latest is None or cell.finished_at > latest):
             declared, latest = dict(cell.declared), cell.finished_at
-        state = status.last_final_cell.state
-        if state in WORKS_WITH_STATES:
+        if cell.state in WORKS_WITH_STATES:
             works.append(status.target.version)
-        elif state in BREAKS_WITH_STATES:
+        elif cell.state in BREAKS_WITH_STATES:
             breaks.append(status.target.version)
-        elif state in NOT_INSTALLABLE_STATES:
+        elif cell.state in NOT_INSTALLABLE_STATES:
             not_installable.append(status.target.version)
             # Its declared range excludes this torch, but its tests pass with it (run beyond).
             beyond = cell.beyond_range if isinstance(cell.beyond_range, dict) else {}
             if beyond.get("state") == CellState.PASSED:
                 widenable.append(status.target.version)
-    project_set_compat_summary(
-        project=project,
+    return CompatSummary(
         works_with=works,
         breaks_with=breaks,
         not_installable_with=not_installable,
@@ -343,19 +661,35 @@ def _push_summary(*, project: Project) -> None:
     )
 
 
-def _maybe_finish_run(*, run_id: int) -> None:
-    run = CompatRun.objects.select_for_update().get(pk=run_id)
-    if run.finished_at is not None:
+def _finish_runs(*, run_ids: list[int]) -> None:
+    """Finish, once each, the runs whose cells are all final (locked, so two batches cannot
+    both finish one): their on-complete tasks are sent on commit, and a matrix run that shows
+    a new break starts its bisection."""
+    runs = list(
+        CompatRun.objects.select_for_update()
+        .filter(pk__in=run_ids, finished_at__isnull=True)
+        .order_by("pk")
+    )
+    if not runs:
         return
-    if run.cells.exclude(state__in=FINAL_STATES).exists():
+    open_runs = set(
+        CompatCell.objects.filter(run_id__in=[run.pk for run in runs])
+        .exclude(state__in=FINAL_STATES)
+        .values_list("run_id", flat=True)
+    )
+    finished = [run for run in runs if run.pk not in open_runs]
+    if not finished:
         return
-    run.finished_at = timezone.now()
-    run.save(update_fields=["finished_at"])
-    if run.on_complete_task:
-        name, kwargs = run.on_complete_task, {"run_id": run.pk, **run.on_complete_kwargs}
-        transaction.on_commit(
-            lambda: broker.send_by_name(name=name, kwargs=kwargs, queue=contracts.DEFAULT_QUEUE)
-        )
+    now = timezone.now()
+    CompatRun.objects.filter(pk__in=[run.pk for run in finished]).update(finished_at=now)
+    for run in finished:
+        run.finished_at = now
+        if run.on_complete_task:
+            name, kwargs = run.on_complete_task, {"run_id": run.pk, **run.on_complete_kwargs}
+            send = partial(
+                broker.send_by_name, name=name, kwargs=kwargs, queue=contracts.DEFAULT_QUEUE
+            )
+            transaction.on_commit(send)
     from ci_runners.services.bisection import bisections_autostart_after  # bisection starts runs
 
-    bisections_autostart_after(run=run)
+    bisections_autostart_after(runs=finished)

@@ -6,6 +6,9 @@ Messages go out with `transaction.on_commit`, by task name (see `ci_runners.brok
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -18,7 +21,7 @@ from django.utils import timezone
 from ci_runners import broker
 from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Job, TestConfig
-from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig
+from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
 
@@ -29,18 +32,40 @@ UNLIMITED = 10**6
 CHUNK = 5000
 
 
-def _source_of(*, project: Project | None, config: ProjectTestConfig | None, run: CompatRun) -> str:
+def source_of(
+    *, project: Project | None, config: ProjectTestConfig | None, source_url: str = ""
+) -> str:
+    """Where a job's code comes from: staff's source override, else the project's repository,
+    else (an applicant, no project) `source_url`."""
     if config is not None and config.source_override:
         return config.source_override
     if project is not None and project.repository_url:
         return project.repository_url
-    return run.source_url
+    return source_url
 
 
 def _job_for(*, cell: CompatCell) -> Job:
-    run, target = cell.run, cell.target
+    run = cell.run
     project = run.project
     config = getattr(project, "test_config", None) if project is not None else None
+    job = _job_of(
+        project=project, config=config, target=cell.target, source_url=run.source_url, ref=run.ref
+    )
+    return dataclasses.replace(
+        job, cell_id=cell.pk, cell_token=str(cell.token), attempt=cell.attempt
+    )
+
+
+def _job_of(
+    *,
+    project: Project | None,
+    config: ProjectTestConfig | None,
+    target: TorchTarget,
+    source_url: str = "",
+    ref: str = "",
+) -> Job:
+    """The job of a project (or an applicant's `source_url`) on a target, without the fields
+    of one cell (id, token, attempt): what `job_hash_of` hashes."""
     test_config = TestConfig()
     timeout_s: float = DEFAULT_TIMEOUT_S
     if config is not None:
@@ -57,12 +82,9 @@ def _job_for(*, cell: CompatCell) -> Job:
         )
         timeout_s = float(config.timeout_s)
     return Job(
-        source=_source_of(project=project, config=config, run=run),
+        source=source_of(project=project, config=config, source_url=source_url),
         torch_version=target.version,
-        cell_id=cell.pk,
-        cell_token=str(cell.token),
-        attempt=cell.attempt,
-        ref=run.ref or None,
+        ref=ref or None,
         torch_variant=target.variant or None,
         python_version=target.python_version,
         test_config=test_config,
@@ -73,6 +95,29 @@ def _job_for(*, cell: CompatCell) -> Job:
         # A registry project's declared range is measured too: a range that could widen.
         test_beyond_declared_range=project is not None,
     )
+
+
+def job_hash_of(
+    *,
+    project: Project | None,
+    config: ProjectTestConfig | None,
+    target: TorchTarget,
+    source_url: str = "",
+    ref: str = "",
+) -> str:
+    """SHA-256 of what the web side asks a runner for, less the cell's own fields: the source,
+    the ref, the test config override and timeout, the target's version, variant, Python and
+    wheel sources. Recorded on every cell (`CompatCell.job_hash`): the recipe itself is
+    discovered from the repository at the commit, so an unchanged commit and job hash mean an
+    unchanged recipe, and a changed override or target forces a re-run (`night_plan`).
+    `config` is the project's test config (None: none), passed in so that bulk callers read
+    the configs once."""
+    job = _job_of(project=project, config=config, target=target, source_url=source_url, ref=ref)
+    fields = job.to_dict()
+    for per_cell in ("cell_id", "cell_token", "attempt"):
+        fields.pop(per_cell, None)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def cache_scope_of(project: Project | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from django.utils import timezone
 from packaging.version import InvalidVersion, Version
 
 from ci_runners.models import CompatRun, ScheduledSlot, TorchTarget
+from ci_runners.services.night_plan import NightPlan, night_plan
 from ci_runners.services.runs import compat_runs_request_for_projects
 from registry.models import Project
 
@@ -42,21 +43,49 @@ def projects_to_run() -> list[Project]:
 NIGHTLY_JOB = "nightly_runs"
 
 
-def nightly_runs(*, slot: date | None = None) -> int:
+def nightly_runs(*, slot: date | None = None, force: bool = False) -> int:
     """Every active project on every active target, once per night (`slot`, default today).
 
-    Idempotent per slot: a second beat, or a retry, finds the night claimed and queues
-    nothing. Returns the cells queued.
+    Incremental (`services.night_plan`): a cell whose project, job and resolved environment
+    did not change is carried (final at once, a copy of its evidence's result) instead of
+    run; `force` runs every cell. Idempotent per slot: a second beat, or a retry, finds the
+    night claimed and makes nothing. Returns the cells made (run and carried).
     """
     slot = slot or timezone.localdate()
-    if not TorchTarget.objects.filter(active=True).exists():
-        return 0
+    outcome = night_start(slot=slot.isoformat(), force=force)
+    return outcome.planned if outcome is not None else 0
+
+
+MANUAL_SLOT_PREFIX = "manual-"
+
+
+def manual_night_slot(now: datetime | None = None) -> str:
+    """The slot of a night started by hand: one per minute, so a double click starts one."""
+    return f"{MANUAL_SLOT_PREFIX}{(now or timezone.now()):%Y-%m-%dT%H:%M}"
+
+
+def night_start(
+    *, slot: str, force: bool = False, trigger: str = CompatRun.Trigger.SCHEDULE
+) -> NightPlan | None:
+    """Plan the night of `slot` (`night_plan`: the `git ls-remote`s happen before any
+    transaction), then claim the slot and make one run per project: the cells to run are
+    queued and dispatched, the others carried. None when the slot was taken already (or no
+    target is active); else the plan, whose counts say what was made."""
+    targets = list(TorchTarget.objects.filter(active=True))
+    if not targets or ScheduledSlot.objects.filter(job=NIGHTLY_JOB, slot=slot).exists():
+        return None
+    plan = night_plan(projects=projects_to_run(), targets=targets, force=force)
     with transaction.atomic():
-        if not scheduled_slot_claim(job=NIGHTLY_JOB, slot=slot.isoformat()):
-            return 0
-        return compat_runs_request_for_projects(
-            projects=projects_to_run(), targets=None, trigger=CompatRun.Trigger.SCHEDULE
+        if not scheduled_slot_claim(job=NIGHTLY_JOB, slot=slot):
+            return None
+        compat_runs_request_for_projects(
+            projects=plan.projects, targets=plan.targets, trigger=trigger, carry=plan.carry
         )
+    logger.info(
+        "night %s: %d cells planned, %d dispatched, %d carried%s",
+        slot, plan.planned, plan.dispatched, plan.carried, " (forced)" if force else "",
+    )  # fmt: skip
+    return plan
 
 
 def scheduled_slot_claim(*, job: str, slot: str) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -11,7 +12,8 @@ from django.utils import timezone
 from ci_runners import broker
 from ci_runners.models import CompatCell, CompatRun, CompatStatus, ProjectTestConfig, TorchTarget
 from ci_runners.services.cells import cell_transition, cells_finalize, matrix_project_id
-from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting
+from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting, job_hash_of
+from ci_runners.services.night_plan import carried_cell, job_hashes_of
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
 from registry.repository_urls import InvalidRepositoryURL, parse_repository_url
@@ -90,9 +92,22 @@ def compat_run_request(
             on_complete_task=on_complete_task,
             on_complete_kwargs=dict(on_complete_kwargs or {}),
         )
+        config = ProjectTestConfig.objects.filter(project=project).first() if project else None
         cells = CompatCell.objects.bulk_create(
             [
-                CompatCell(run=run, target=target, project=project, queue=target.queue)
+                CompatCell(
+                    run=run,
+                    target=target,
+                    project=project,
+                    queue=target.queue,
+                    job_hash=job_hash_of(
+                        project=project,
+                        config=config,
+                        target=target,
+                        source_url=run.source_url,
+                        ref=run.ref,
+                    ),
+                )
                 for target in chosen
             ]
         )
@@ -102,30 +117,66 @@ def compat_run_request(
 
 
 def compat_runs_request_for_projects(
-    *, projects: Iterable[Project], targets: Iterable[TorchTarget] | None, trigger: str
+    *,
+    projects: Iterable[Project],
+    targets: Iterable[TorchTarget] | None,
+    trigger: str,
+    carry: Mapping[tuple[int, int], CompatCell] | None = None,
 ) -> int:
-    """One run per project against the targets, in bulk (nightly, new release). Returns cells."""
+    """One run per project against the targets, in bulk (nightly, new release). Returns cells.
+
+    `carry` maps (project id, target id) to the evidence cell of a cell that need not run
+    (`services.night_plan`): that cell is made final at once, a copy of the evidence's result
+    (`carried_cell`); the other cells are queued and dispatched.
+    """
     _check_trigger(trigger)
     chosen = _targets(targets)
     project_list = list(projects)
     if not project_list:
         return 0
+    carry = carry or {}
     with transaction.atomic():
         runs = CompatRun.objects.bulk_create(
             [CompatRun(project=project, trigger=trigger) for project in project_list],
             batch_size=CHUNK,
         )
+        hashes = job_hashes_of(projects=project_list, targets=chosen)
+        now = timezone.now()
         cells = CompatCell.objects.bulk_create(
             [
-                CompatCell(run=run, target=target, project_id=run.project_id, queue=target.queue)
-                for run in runs
+                _new_cell(
+                    run=run,
+                    target=target,
+                    job_hash=hashes[project.pk, target.pk],
+                    evidence=carry.get((project.pk, target.pk)),
+                    now=now,
+                )
+                for run, project in zip(runs, project_list, strict=True)
                 for target in chosen
             ],
             batch_size=CHUNK,
         )
         _update_statuses(cells)
+        carried = [cell for cell in cells if cell.carried_from_id is not None]
+        if carried:
+            cells_finalize(cells=carried)
         cells_dispatch_waiting(project_ids=[project.pk for project in project_list])
     return len(cells)
+
+
+def _new_cell(
+    *,
+    run: CompatRun,
+    target: TorchTarget,
+    job_hash: str,
+    evidence: CompatCell | None,
+    now: datetime,
+) -> CompatCell:
+    if evidence is not None:
+        return carried_cell(evidence=evidence, run=run, job_hash=job_hash, now=now)
+    return CompatCell(
+        run=run, target=target, project_id=run.project_id, queue=target.queue, job_hash=job_hash
+    )
 
 
 def compat_run_cancel(*, run: CompatRun, actor: Any) -> int:

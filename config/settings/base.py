@@ -187,6 +187,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # The `results` worker's own (config/celery.py): a result left unacknowledged by a killed
 # worker comes back after this many seconds, not after the cells' hours.
 CELERY_RESULTS_VISIBILITY_TIMEOUT = env.int("CELERY_RESULTS_VISIBILITY_TIMEOUT", default=60)
+# The `results` worker records runners' results in batches (celery-batches): up to this many
+# per transaction, or whatever arrived within the flush interval (seconds). Its prefetch is
+# raised to hold two batches per process (config/celery.py).
+CELERY_RESULTS_BATCH_SIZE = env.int("CELERY_RESULTS_BATCH_SIZE", default=500)
+CELERY_RESULTS_FLUSH_S = env.float("CELERY_RESULTS_FLUSH_S", default=0.5)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 
@@ -301,6 +306,12 @@ COMPAT_RUNNER_SILENT_S = env.int("COMPAT_RUNNER_SILENT_S", default=90)
 # A cell whose runner sent its result (claim "done") waits this long for it, then runs again.
 COMPAT_RESULT_WAIT_S = env.int("COMPAT_RESULT_WAIT_S", default=900)
 COMPAT_DEFAULT_MAX_CONCURRENT = env.int("COMPAT_DEFAULT_MAX_CONCURRENT", default=4)
+# The incremental night (`ci_runners.services.night_plan`): an unchanged cell is carried while
+# its evidence's resolved environment is younger than this (then it runs again, to catch a new
+# release of an unpinned dependency); GitHub sync data younger than COMPAT_SYNC_FRESH_S may say
+# "no push since" instead of a `git ls-remote`.
+COMPAT_CARRY_MAX_AGE_S = env.int("COMPAT_CARRY_MAX_AGE_S", default=7 * 24 * 3600)
+COMPAT_SYNC_FRESH_S = env.int("COMPAT_SYNC_FRESH_S", default=26 * 3600)
 PYPI_JSON_URL = env("PYPI_JSON_URL", default="https://pypi.org/pypi/{name}/json")
 PYPI_TIMEOUT_S = env.int("PYPI_TIMEOUT_S", default=20)
 PROJECT_PAGE_FRAGMENTS.append("ci_runners:project_matrix")

@@ -47,7 +47,9 @@ def record(cell: CompatCell, state: CellState = CellState.PASSED, **fields) -> C
     """Record a result for the cell's attempt through the agent's task entry point."""
     counts = fields.pop("counts", {"passed": 10, "failed": 0})
     result = Result(state=state, exit_code=0, counts=counts, **fields).to_dict()
-    tasks.record_cell_result(cell_id=cell.pk, attempt=cell.attempt, runner="r1", result=result)
+    tasks.record_cell_result.apply(
+        kwargs={"cell_id": cell.pk, "attempt": cell.attempt, "runner": "r1", "result": result}
+    )
     return CellResult.objects.get(cell=cell, attempt=cell.attempt)
 
 
@@ -91,7 +93,9 @@ def test_an_older_agent_without_the_new_fields_is_still_understood(
     run = request_run(project, django_capture_on_commit_callbacks)
     cell = cell_on(run, "2.13.0")
     old_result = {"state": "failed", "exit_code": 1, "counts": {"passed": 3, "failed": 1}}
-    tasks.record_cell_result(cell_id=cell.pk, attempt=1, runner="old-agent", result=old_result)
+    tasks.record_cell_result.apply(
+        kwargs={"cell_id": cell.pk, "attempt": 1, "runner": "old-agent", "result": old_result}
+    )
     cell.refresh_from_db()
     assert cell.state == CellState.FAILED
     assert cell.tests_collected is None and cell.recipe == {} and cell.recipe_hash == ""
