@@ -8,11 +8,14 @@ a stand-in runner (`bench/standin_runner.py`) that answers each cell at once thr
 broker as an agent would. Nothing is faked between the broker and the database.
 
 - Night 1 (every cell runs): plan_s (the night plan alone), enqueue_s and enqueue_cells_per_s
-  (plan, cells created and published), record_results_per_s (results committed per second
-  by the results worker, from the first recorded result to the last: end to end, through
-  the broker), complete_matrix_s (from the night's start to every cell final);
-- Night 2, after `--changed-share` of the projects pushed (their sync data says so): the
-  share of planned cells dispatched (`changed_share_dispatched`), the rest carried;
+  (plan, cells created and published); the stand-in runner answers every cell, then the
+  results worker starts on that backlog: record_results_per_s (results committed per
+  second by the results worker, from the first recorded result to the last: end to end,
+  through the broker), complete_matrix_s (from the night's start to every cell final);
+- Night 2, after `--changed-share` of the projects pushed (their sync data says so, and
+  `git ls-remote` finds a new commit): the share of planned cells dispatched
+  (`changed_share_dispatched`), the rest carried; here the runner and the results worker
+  run while the night is made;
 - peak_rss_mb of each process (the bench process plans and enqueues; the results worker's
   main process and its pool processes; the stand-in runner);
 - matrix_page_queries of the global matrix page with 100 and with all projects.
@@ -131,6 +134,31 @@ def seed(*, count: int, start: int = 0):
     return projects
 
 
+def log(message: str) -> None:
+    print(f"[night {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def push_new_commits(*, changed: list, root: Path) -> None:
+    """The changed projects' repositories, each with a commit the last night did not test,
+    served from local directories: git is told (through its environment) that the GitHub
+    URLs the registry asks `git ls-remote` about live there."""
+    template = root / "template"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(template)], check=True)
+    (template / "README").write_text("changed\n")
+    git = ["git", "-C", str(template), "-c", "user.name=b", "-c", "user.email=b@example.org"]
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "push"], check=True)
+    for project in changed:
+        shutil.copytree(template, root / project.repo_owner / project.repo_name)
+    os.environ.update(
+        {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"url.{root}/.insteadOf",
+            "GIT_CONFIG_VALUE_0": "https://github.com/",
+        }
+    )
+
+
 def wait_until_final(*, since_pk: int, expected: int, timeout_s: float = 1800) -> float:
     """Seconds until `expected` cells made after `since_pk` are final."""
     from ci_runners.models import CompatCell
@@ -159,26 +187,36 @@ def record_rate(*, since_pk: int) -> float:
     return round((figures["count"] - 1) / span, 1) if span > 0 else 0.0
 
 
-def night(*, fleet: Fleet, slot: str, expected_cells: int) -> dict:
+def night(*, fleet: Fleet, slot: str, expected_cells: int, backlog: bool = False) -> dict:
     """One night: plan, enqueue, the stand-in runner answering the dispatched cells, and the
-    results worker recording them until the matrix is complete."""
+    results worker recording them until the matrix is complete. `backlog`: the results worker
+    starts only once every result is in the broker, so it records at full speed (the runner
+    and the enqueue do not share the two cores with it)."""
     from ci_runners.models import CompatCell, TorchTarget
     from ci_runners.services import projects_to_run
     from ci_runners.services.night_plan import night_plan
     from ci_runners.services.releases import night_start
 
     since = CompatCell.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    log(f"{slot}: planning")
     started = time.perf_counter()
     plan = night_plan(
         projects=projects_to_run(), targets=list(TorchTarget.objects.filter(active=True))
     )
     plan_s = time.perf_counter() - started
     runner = fleet.standin_runner(plan.dispatched)
+    log(f"{slot}: planned in {plan_s:.1f} s; starting")
     started = time.perf_counter()
     made = night_start(slot=slot)
     enqueue_s = time.perf_counter() - started
     assert made is not None and made.planned == expected_cells, made
-    complete_s = enqueue_s + wait_until_final(since_pk=since, expected=made.planned)
+    log(f"{slot}: {made.dispatched} cells dispatched, {made.carried} carried in {enqueue_s:.1f} s")
+    if backlog:
+        runner.wait(timeout=1800)
+        log(f"{slot}: every result is in the broker; the results worker starts")
+        fleet.results_worker()
+    complete_s = time.perf_counter() - started
+    complete_s += wait_until_final(since_pk=since, expected=made.planned)
     runner.wait(timeout=600)
     return {
         "plan_s": round(plan_s, 2),
@@ -216,11 +254,12 @@ def run(*, args, fleet: Fleet) -> dict:
     queries_100 = matrix_page_queries()
     projects = first + seed(count=args.projects - 100, start=100)
     cells = len(projects) * len(VERSIONS)
-    worker = fleet.results_worker()
-
-    night_1 = night(fleet=fleet, slot="bench-night-1", expected_cells=cells)
+    night_1 = night(fleet=fleet, slot="bench-night-1", expected_cells=cells, backlog=True)
+    worker = fleet.processes[-1]
+    log(f"night 1: {json.dumps(night_1)}")
     changed = projects[:: max(1, round(1 / args.changed_share))]
     RepoSnapshot.objects.filter(project__in=changed).update(pushed_at=timezone.now())
+    push_new_commits(changed=changed, root=fleet.tmp / "repos")
     night_2 = night(fleet=fleet, slot="bench-night-2", expected_cells=cells)
     queries_n = matrix_page_queries()
     return {

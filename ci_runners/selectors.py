@@ -86,7 +86,10 @@ def run_has_active_cells(*, run: CompatRun | None) -> bool:
 
 
 def cell_log_bytes(*, cell: CompatCell) -> bytes:
-    """The cell's stored full log (gzip-compressed when its name ends in .gz)."""
+    """The cell's full log: its stored file (gzip-compressed when its name ends in .gz), or,
+    for a log no longer than the live tail (kept there alone, no file), its tail."""
+    if not cell.log_file:
+        return cell.log_tail.encode("utf-8", errors="replace")
     with cell.log_file.open("rb") as stored:
         data = stored.read()
     return gzip.decompress(data) if (cell.log_file.name or "").endswith(".gz") else data

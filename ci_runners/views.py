@@ -189,7 +189,7 @@ def cell_log(request: HttpRequest, cell_id: int) -> HttpResponse:
         cell = selectors.cell_for_page(cell_id=cell_id, user=request.user)
     except CompatCell.DoesNotExist:
         raise Http404("No such cell.") from None
-    if not cell.log_file:
+    if not cell.log_file and not (cell.is_final and cell.log_tail):
         raise Http404("This cell has no stored log.")
     data = selectors.cell_log_bytes(cell=cell)
     span = _byte_span(request.headers.get("Range", ""), total=len(data))

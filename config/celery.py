@@ -56,7 +56,6 @@ def configure_worker(*, conf: Any, options: dict[str, Any]) -> None:
             f" its short visibility timeout would re-deliver other queues' long tasks, theirs"
             f" would hold a result for hours. Asked for: -Q {','.join(sorted(queues))}"
         )
-    conf.worker_prefetch_multiplier = 2 * settings.CELERY_RESULTS_BATCH_SIZE
     conf.broker_transport_options = {
         **(conf.broker_transport_options or {}),
         **RESULTS_UNACKED_KEYS,
@@ -70,3 +69,20 @@ def configure_worker(*, conf: Any, options: dict[str, Any]) -> None:
 @signals.celeryd_init.connect
 def _configure_worker(*, conf: Any, options: dict[str, Any], **_: Any) -> None:
     configure_worker(conf=conf, options=options)
+
+
+def results_worker_prefetch(*, worker: Any) -> None:
+    """Let a worker that consumes `results` prefetch two batches per pool process. Run at
+    `worker_init`: after the worker has read its multiplier (the command line's, else the
+    settings' 1) and before its consumer is made from it."""
+    from django.conf import settings
+
+    if RESULTS_QUEUE not in (worker.app.amqp.queues.consume_from or {}):
+        return
+    batches = 2 * settings.CELERY_RESULTS_BATCH_SIZE
+    worker.prefetch_multiplier = max(int(worker.prefetch_multiplier or 1), batches)
+
+
+@signals.worker_init.connect
+def _results_worker_prefetch(*, sender: Any, **_: Any) -> None:
+    results_worker_prefetch(worker=sender)

@@ -187,7 +187,7 @@ def _fail(bisection: Bisection, *, reason: str) -> None:
 
 def _locked(bisection_id: int) -> Bisection | None:
     return (
-        Bisection.objects.select_for_update()
+        Bisection.objects.select_for_update(of=("self",))
         .select_related("template_target", "project")
         .filter(pk=bisection_id)
         .first()
@@ -283,16 +283,26 @@ def _new_break_pairs(project: Project) -> list[tuple[TorchTarget, TorchTarget]]:
 def _unsearched(
     project_id: int, pairs: list[tuple[TorchTarget, TorchTarget]]
 ) -> list[tuple[TorchTarget, TorchTarget]]:
-    return [
-        (good, bad)
-        for good, bad in pairs
-        if not Bisection.objects.filter(
-            project_id=project_id,
-            good_version=good.version,
-            bad_version=bad.version,
-            template_target=bad,
-        ).exists()
-    ]
+    return _unsearched_by_project({project_id: pairs}).get(project_id, [])
+
+
+def _unsearched_by_project(
+    pairs: dict[int, list[tuple[TorchTarget, TorchTarget]]],
+) -> dict[int, list[tuple[TorchTarget, TorchTarget]]]:
+    """Of each project's pairs, those no bisection has searched yet (one query for all)."""
+    searched = set(
+        Bisection.objects.filter(project_id__in=list(pairs)).values_list(
+            "project_id", "good_version", "bad_version", "template_target_id"
+        )
+    )
+    return {
+        project_id: [
+            (good, bad)
+            for good, bad in project_pairs
+            if (project_id, good.version, bad.version, bad.pk) not in searched
+        ]
+        for project_id, project_pairs in pairs.items()
+    }
 
 
 def bisections_start_for_new_breaks(*, project: Project) -> Bisection | None:
@@ -313,8 +323,7 @@ def bisections_autostart_after(*, runs: list[CompatRun]) -> None:
     """Inside the transaction that finishes runs: for each matrix run of a project whose
     matrix now shows a break no bisection has searched, send `Bisection.AUTOSTART_TASK` to the
     default queue once the transaction commits (the release list is read there, not here).
-    One query for all the runs' projects; a project's searched pairs are looked up only when
-    its matrix shows a break."""
+    Two queries for all the runs' projects: their matrices, and the pairs already searched."""
     project_ids = sorted(
         {
             run.project_id
@@ -324,8 +333,8 @@ def bisections_autostart_after(*, runs: list[CompatRun]) -> None:
     )
     if not project_ids:
         return
-    for project_id, pairs in _pairs_by_project(project_ids).items():
-        if not _unsearched(project_id, pairs):
+    for project_id, pairs in _unsearched_by_project(_pairs_by_project(project_ids)).items():
+        if not pairs:
             continue
         kwargs = {"project_id": project_id}
         transaction.on_commit(

@@ -55,8 +55,10 @@ def _transition(*, cell: CompatCell, to: str, **changes: Any) -> None:
 
 
 def _locked_cell(cell_id: int) -> CompatCell | None:
+    """The cell, locked; its run and target read along but not locked (every cell of a
+    target would otherwise wait on the target's row)."""
     return (
-        CompatCell.objects.select_for_update()
+        CompatCell.objects.select_for_update(of=("self",))
         .select_related("run", "target")
         .filter(pk=cell_id)
         .first()
@@ -136,7 +138,7 @@ def cells_record_results(*, messages: Sequence[contracts.ResultMessage]) -> list
         ids = sorted({message.cell_id for message in messages})
         cells = {
             cell.pk: cell
-            for cell in CompatCell.objects.select_for_update()
+            for cell in CompatCell.objects.select_for_update(of=("self",))
             .select_related("run", "target")
             .filter(pk__in=ids)
             .order_by("pk")
@@ -245,12 +247,17 @@ def _record(
         cell.task_id = contracts.cell_task_id(
             cell_id=cell.pk, token=str(cell.token), attempt=attempt
         )
-    full_log = _cap_log(message.log or outcome.log_tail).encode("utf-8", errors="replace")
-    cell.log_file.save(
-        f"cell-{cell.pk}-attempt-{attempt}.log.gz",
-        ContentFile(gzip.compress(full_log, compresslevel=6)),
-        save=False,
-    )
+    full_log = _cap_log(message.log or outcome.log_tail)
+    log_tail = (outcome.log_tail or message.log)[-LOG_TAIL_CHARS:]
+    if len(full_log) > LOG_TAIL_CHARS:
+        cell.log_file.save(
+            f"cell-{cell.pk}-attempt-{attempt}.log.gz",
+            ContentFile(gzip.compress(full_log.encode("utf-8", errors="replace"), 6)),
+            save=False,
+        )
+    else:  # the whole log is its tail: kept there alone (`selectors.cell_log_bytes`)
+        cell.log_file = ""  # type: ignore[assignment]
+        log_tail = full_log
     _transition(
         cell=cell,
         to=str(outcome.state),
@@ -267,7 +274,7 @@ def _record(
         energy_j=outcome.energy_j,
         exit_code=outcome.exit_code,
         error=outcome.error or "",
-        log_tail=(outcome.log_tail or message.log)[-LOG_TAIL_CHARS:],
+        log_tail=log_tail,
         **_reported_fields(outcome),
     )
     for name, value in references.shrink(cell=cell).items():

@@ -79,3 +79,21 @@ def test_the_log_is_stored_compressed(project_cell):
 
     assert project_cell.log_file.name.endswith(".log.gz")
     assert project_cell.log_file.size < len(LOG.encode()) / 4
+
+
+def test_a_log_no_longer_than_its_tail_is_kept_in_the_tail_alone_and_still_downloads(
+    client, project, targets, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.compat_run_request(project=project, trigger=CompatRun.Trigger.MANUAL)
+    cell = run.cells.order_by("pk").first()
+    short = "3 passed in 0.1s\n"
+    result = Result(state=CellState.PASSED, exit_code=0, log_tail="").to_dict()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.cell_record_result(
+            cell_id=cell.pk, attempt=1, runner="r", result=result, log=short
+        )
+
+    cell.refresh_from_db()
+    assert not cell.log_file and cell.log_tail == short
+    assert client.get(_log_link(client, cell)).content == short.encode()
