@@ -53,7 +53,7 @@ bench-deps:
 	@bash scripts/system_deps.sh nginx wrk chromium
 
 bench: install services bench-deps
-	for script in registry_pages agent_env compat_fleet badges web_burst pages recipes; do $(BIN)/python bench/$$script.py; done
+	for script in registry_pages agent_env compat_fleet badges web_burst pages recipes night; do $(BIN)/python bench/$$script.py; done
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
