@@ -12,11 +12,9 @@ $(BIN)/python:
 # uv if present (on PATH or installable into the venv), else pip.
 install: $(BIN)/python
 	@if command -v uv >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv; then \
-		uv pip install -q -p $(BIN)/python -r requirements.txt -r requirements-dev.txt \
-		&& uv pip install -q -p $(BIN)/python --no-deps -r requirements-nodeps.txt; \
+		uv pip install -q -p $(BIN)/python -r requirements.txt -r requirements-dev.txt; \
 	else \
-		$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt \
-		&& $(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt; \
+		$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt; \
 	fi
 
 # Debian packages the tests need: bubblewrap (agent sandbox), chromium (browser tests).

@@ -2,17 +2,15 @@
 
 Runner agents send `record_cell_progress`, `record_cell_result` and `runner_heartbeat` by name
 to the `results` queue, consumed by a worker of its own (config/celery.py); beat sends the
-periodic ones to `default`. Results are taken in batches and acknowledged late, after the
-batch's transaction has committed: a worker killed in the middle leaves the messages to come
-back (in about a minute), and recording them again changes nothing that was committed.
+periodic ones to `default`. Results are acknowledged late, after the service's transaction has
+committed: a worker killed in the middle leaves the message to come back (in about a minute),
+and recording it again changes nothing that was committed.
 """
 
 import logging
 from typing import Any
 
 from celery import shared_task
-from celery_batches import Batches, SimpleRequest
-from django.conf import settings
 
 from ci_runners import services
 from ci_runners.agent import contracts
@@ -26,24 +24,12 @@ logger = logging.getLogger(__name__)
 # keyword arguments.
 
 
-@shared_task(
-    name=contracts.RESULT_TASK,
-    base=Batches,
-    acks_late=True,
-    flush_every=settings.CELERY_RESULTS_BATCH_SIZE,
-    flush_interval=settings.CELERY_RESULTS_FLUSH_S,
-)
-def record_cell_result(requests: list[SimpleRequest]) -> None:
-    """A batch of results, recorded in one transaction; the messages are acknowledged once
-    it returns. A batch the database refuses is recorded result by result, and what the
-    database could not take for want of a connection is sent again (never dropped)."""
-    messages = []
-    for request in requests:
-        try:
-            messages.append(contracts.ResultMessage.from_kwargs(request.kwargs))
-        except TypeError as exc:  # fields missing: nothing to record, ever
-            logger.error("dropped a result message without its fields: %r", exc)
-    services.cells_record_results_or_resend(messages=messages)
+@shared_task(name=contracts.RESULT_TASK, acks_late=True)
+def record_cell_result(**fields: Any) -> None:
+    """One result, through the batch recorder (`cells_record_results_or_resend`): what the
+    database could not take for want of a connection is sent again, never dropped."""
+    message = contracts.ResultMessage.from_kwargs(fields)
+    services.cells_record_results_or_resend(messages=[message])
 
 
 @shared_task(name=contracts.PROGRESS_TASK, acks_late=True)

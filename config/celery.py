@@ -7,10 +7,7 @@ broker's visibility timeout is hours (cells run that long). kombu's Redis transp
 `unacked` hash per database and every consumer restores it with its own visibility timeout, so
 the results worker keeps its unacknowledged messages under keys of its own and restores them
 after CELERY_RESULTS_VISIBILITY_TIMEOUT. A worker asked to consume `results` beside another
-queue does not start. Results are recorded in batches (`ci_runners.tasks.record_cell_results`,
-celery-batches): the results worker prefetches two batches per pool process, or a batch would
-never fill (the broker hands a consumer only `prefetch multiplier x concurrency` unacknowledged
-messages), and far fewer than it records within the visibility timeout.
+queue does not start.
 """
 
 import os
@@ -69,20 +66,3 @@ def configure_worker(*, conf: Any, options: dict[str, Any]) -> None:
 @signals.celeryd_init.connect
 def _configure_worker(*, conf: Any, options: dict[str, Any], **_: Any) -> None:
     configure_worker(conf=conf, options=options)
-
-
-def results_worker_prefetch(*, worker: Any) -> None:
-    """Let a worker that consumes `results` prefetch two batches per pool process. Run at
-    `worker_init`: after the worker has read its multiplier (the command line's, else the
-    settings' 1) and before its consumer is made from it."""
-    from django.conf import settings
-
-    if RESULTS_QUEUE not in (worker.app.amqp.queues.consume_from or {}):
-        return
-    batches = 2 * settings.CELERY_RESULTS_BATCH_SIZE
-    worker.prefetch_multiplier = max(int(worker.prefetch_multiplier or 1), batches)
-
-
-@signals.worker_init.connect
-def _results_worker_prefetch(*, sender: Any, **_: Any) -> None:
-    results_worker_prefetch(worker=sender)

@@ -187,11 +187,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # The `results` worker's own (config/celery.py): a result left unacknowledged by a killed
 # worker comes back after this many seconds, not after the cells' hours.
 CELERY_RESULTS_VISIBILITY_TIMEOUT = env.int("CELERY_RESULTS_VISIBILITY_TIMEOUT", default=60)
-# The `results` worker records runners' results in batches (celery-batches): up to this many
-# per transaction, or whatever arrived within the flush interval (seconds). Its prefetch is
-# raised to hold two batches per process (config/celery.py).
-CELERY_RESULTS_BATCH_SIZE = env.int("CELERY_RESULTS_BATCH_SIZE", default=500)
-CELERY_RESULTS_FLUSH_S = env.float("CELERY_RESULTS_FLUSH_S", default=0.5)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 

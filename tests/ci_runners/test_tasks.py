@@ -1,8 +1,6 @@
 """The agent's messages reach the services through the web side's tasks, field for field, in a
 worker of their own."""
 
-from types import SimpleNamespace
-
 import pytest
 from celery import Celery
 
@@ -65,19 +63,3 @@ def test_the_results_worker_keeps_its_unacknowledged_messages_apart_and_briefly(
     # One worker cannot give `results` its short timeout and `default` its long one.
     with pytest.raises(SystemExit, match="results"):
         worker_options(["default", "results"])
-
-
-def test_the_results_worker_prefetches_enough_results_to_fill_its_batches(settings):
-    """The broker hands a worker `prefetch multiplier x concurrency` unacknowledged messages:
-    a batch fills only if the results worker may hold that many; other workers keep one.
-    (`test_result_batches` checks the real worker's batches.)"""
-    app = Celery("probe", set_as_current=False)
-
-    def prefetch(queues):
-        app.amqp.queues.select(queues)
-        worker = SimpleNamespace(app=app, prefetch_multiplier=1)
-        config_celery.results_worker_prefetch(worker=worker)
-        return worker.prefetch_multiplier
-
-    assert prefetch(["results"]) == 2 * settings.CELERY_RESULTS_BATCH_SIZE
-    assert prefetch(["default"]) == 1
