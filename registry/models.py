@@ -80,6 +80,12 @@ class Project(models.Model):
         ACTIVE = "active", "Active"
         RETIRED = "retired", "Retired"
 
+    class PypiNameOrigin(models.TextChoices):
+        LANDSCAPE = "landscape", "Landscape file"
+        SYNC = "sync", "Discovered on sync"
+        STAFF = "staff", "Set by staff"
+        MAINTAINER = "maintainer", "Set by a maintainer"
+
     class RepoState(models.TextChoices):
         UNKNOWN = "unknown", "Not synced yet"
         OK = "ok", "OK"
@@ -105,6 +111,12 @@ class Project(models.Model):
     homepage_url = models.URLField(max_length=500, blank=True)
     documentation_url = models.URLField(max_length=500, blank=True)
     pypi_name = models.CharField(max_length=200, blank=True)
+    pypi_name_origin = models.CharField(
+        max_length=16,
+        choices=PypiNameOrigin.choices,
+        blank=True,
+        help_text="Where the PyPI name came from; a sync never overwrites one set by staff.",
+    )
     logo = models.CharField(max_length=200, blank=True)  # the file name in the landscape
     # The imported file itself; set by the landscape import only (hence not editable).
     logo_file = models.ForeignKey(
@@ -115,6 +127,28 @@ class Project(models.Model):
     github_id = models.BigIntegerField(null=True, blank=True, unique=True)
     additional_repos = models.JSONField(default=list, blank=True)
     maintainers = models.JSONField(default=list, blank=True, help_text="GitHub handles.")
+    owner_handle = models.CharField(
+        max_length=39,
+        blank=True,
+        help_text="The maintainer who owns the listing (can transfer it); empty: the first one.",
+    )
+    # Found on sync (CODEOWNERS, MAINTAINERS, collaborators, the repository file): a candidate
+    # becomes a maintainer when that person signs in with GitHub. [{handle, source}]
+    maintainer_candidates = models.JSONField(default=list, blank=True)
+    proposed_category = models.ForeignKey(
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        limit_choices_to={"parent__isnull": False},
+        help_text="A subcategory a maintainer proposed; staff confirm it.",
+    )
+    # The repository's [tool.pytorch-ecosystem] table as last read on sync, validated.
+    repo_config = models.JSONField(default=dict, blank=True)
+    # HMAC key of the GitHub webhook (shown once to the maintainers, rotatable); empty: none yet.
+    webhook_secret = models.CharField(max_length=128, blank=True, editable=False)
+    webhook_secret_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     accepted_on = models.DateField(null=True, blank=True)
     next_review_due = models.DateField(null=True, blank=True)
     flags = models.JSONField(
@@ -249,3 +283,63 @@ class MaintainerIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} = @{self.github_handle}"
+
+
+class ListingChange(models.Model):
+    """One change of a project's listing by a maintainer (or a revert by staff): the audit trail.
+
+    `old_value`/`new_value` are the field's values as JSON; a revert is itself a change whose
+    `reverts` points at the change it undid.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="listing_changes")
+    actor = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    field = models.CharField(max_length=64)
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    reverts = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverted_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.project}: {self.field} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class ProjectExemption(models.Model):
+    """A project's claim that a review criterion does not apply to it, with a public reason
+    (as CLOMonitor's exemptions). The TAC sees it beside the criterion. `criterion` is the
+    criterion's number; the registry does not know the criteria (the reviews app does)."""
+
+    class Source(models.TextChoices):
+        LISTING = "listing", "Claimed on the listing page"
+        REPOSITORY_FILE = "repository_file", "[tool.pytorch-ecosystem] in pyproject.toml"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exemptions")
+    criterion = models.PositiveSmallIntegerField()
+    reason = models.TextField(max_length=2000)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    claimed_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["criterion"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "criterion"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="exemption_one_standing_per_criterion",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="exemption_reason_given"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project}: criterion {self.criterion} exempt"
