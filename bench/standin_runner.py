@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from celery import Celery  # noqa: E402
 
 from ci_runners.agent.contracts import (  # noqa: E402
+    CELL_RESULTS_QUEUE,
     RESULT_TASK,
-    RESULTS_QUEUE,
     CellState,
     Result,
     ResultMessage,
@@ -90,7 +90,7 @@ def main() -> None:
                 app.send_task(
                     RESULT_TASK,
                     kwargs=message.to_kwargs(),
-                    queue=RESULTS_QUEUE,
+                    queue=CELL_RESULTS_QUEUE,
                     producer=producer,
                 )
 

@@ -14,6 +14,7 @@ from ci_runners.models import (
     RunnerHost,
     ScheduledSlot,
     TorchTarget,
+    WebhookDelivery,
 )
 
 
@@ -181,3 +182,33 @@ class BisectionAdmin(admin.ModelAdmin):
         for bisection in queryset.filter(state=Bisection.State.RUNNING):
             services.bisection_cancel(bisection=bisection, actor=request.user)
         self.message_user(request, "Running bisections cancelled.", messages.SUCCESS)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """GitHub webhook deliveries and their outcomes, written by `services.webhooks`: read-only."""
+
+    list_display = (
+        "received_at",
+        "project",
+        "event",
+        "action",
+        "ref",
+        "outcome",
+        "status_code",
+        "delivery_id",
+    )
+    list_filter = ("outcome", "event", "status_code")
+    search_fields = ("delivery_id", "project__name", "project__slug", "ref")
+    list_select_related = ("project",)
+    readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
+    date_hierarchy = "received_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -185,12 +185,16 @@ def cell_claims(*, attempts: Sequence[tuple[int, str, int]]) -> dict[int, Claim 
 
 
 def queue_lengths(*, names: Iterable[str] = ()) -> dict[str, int]:
-    """Messages waiting in the given queues, plus every `runner.*`, `default` and `results`."""
+    """Messages waiting in the given queues, plus every `runner.*` and the web side's."""
     try:
         client = redis_client()
         pattern = f"{contracts.RUNNER_QUEUE_PREFIX}*"
         found = {key.decode() for key in client.scan_iter(match=pattern, count=500)}
-        wanted = sorted(set(names) | found | {contracts.DEFAULT_QUEUE, contracts.RESULTS_QUEUE})
+        wanted = sorted(
+            set(names)
+            | found
+            | {contracts.DEFAULT_QUEUE, contracts.RESULTS_QUEUE, contracts.CELL_RESULTS_QUEUE}
+        )
         pipe = client.pipeline(transaction=False)
         for name in wanted:
             pipe.llen(name)

@@ -144,6 +144,8 @@ class CompatRun(models.Model):
         NEW_RELEASE = "new-release", "New PyTorch release"
         # Cells of a bisection (`Bisection`): evidence of one search, never in the matrix.
         BISECTION = "bisection", "Bisection"
+        # A signed GitHub push or release (`services.webhooks`): at most one queued per project.
+        WEBHOOK = "webhook", "GitHub webhook"
 
     project = models.ForeignKey(
         "registry.Project",
@@ -476,3 +478,65 @@ class Bisection(models.Model):
 
     def __str__(self) -> str:
         return f"Bisection {self.pk} of {self.project_id}: {self.good_version}..{self.bad_version}"
+
+
+# The outcomes of a delivery whose signature checked out: these reserve its delivery id.
+WEBHOOK_ACCEPTED_OUTCOMES = ("ping", "triggered", "synced", "debounced", "ignored")
+
+
+class WebhookDelivery(models.Model):
+    """One request to the GitHub webhook (`/hooks/github/`) and what came of it; written only
+    by `services.webhooks.github_delivery_receive`.
+
+    A delivery whose signature checked out reserves its `X-GitHub-Delivery` id (the partial
+    unique constraint), so a replay is refused; a refused request reserves nothing, so a
+    forged one cannot block the real delivery."""
+
+    class Outcome(models.TextChoices):
+        # Signed (accepted): these reserve the delivery id.
+        PING = "ping", "Ping answered"
+        TRIGGERED = "triggered", "Sync and run queued"
+        SYNCED = "synced", "Sync queued, run refused"
+        DEBOUNCED = "debounced", "A run was already queued"
+        IGNORED = "ignored", "Acknowledged, ignored"
+        # Refused: nothing happened.
+        DUPLICATE = "duplicate", "Replay of a delivery already accepted"
+        BAD_SIGNATURE = "bad-signature", "Signature missing or wrong"
+        NO_SECRET = "no-secret", "Project has no webhook secret yet"
+        UNKNOWN_PROJECT = "unknown-project", "Unknown repository"
+        BAD_REQUEST = "bad-request", "Malformed request"
+        TOO_LARGE = "too-large", "Body too large"
+        UNSUPPORTED_MEDIA = "unsupported-media", "Unsupported content type"
+
+    delivery_id = models.CharField(max_length=64, blank=True, db_index=True)
+    project = models.ForeignKey(
+        "registry.Project",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_deliveries",
+    )
+    event = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, blank=True)
+    ref = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField()
+    detail = models.CharField(max_length=300, blank=True)
+    run = models.ForeignKey(
+        CompatRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery_id"],
+                condition=Q(outcome__in=WEBHOOK_ACCEPTED_OUTCOMES),
+                name="one_accepted_webhook_delivery",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event or 'request'} {self.delivery_id or '-'}: {self.outcome}"

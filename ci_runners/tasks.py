@@ -14,8 +14,8 @@ from celery import shared_task
 
 from ci_runners import services
 from ci_runners.agent import contracts
-from ci_runners.pypi import PyPIUnavailable
 from registry.models import Project
+from registry.sources.pypi import PyPIUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from config import login_throttle
 from config.api_docs import RedocView, SwaggerUIView
 from registry import api as registry_api
 from reviews import api as reviews_api
+from reviews import maintainer_api
 
 
 class PublicAPIRootView(APIRootView):
@@ -35,6 +36,7 @@ router.APIRootView = PublicAPIRootView
 registry_api.register(router)
 ci_runners_api.register(router)
 reviews_api.register(router)
+maintainer_api.register(router)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery, signals
 
 from ci_runners.agent.contracts import RESULTS_QUEUE
+from ci_runners.result_batches import ResultBatches
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -61,6 +62,9 @@ def configure_worker(*, conf: Any, options: dict[str, Any]) -> None:
         "unacked_restore_interval": RESULTS_RESTORE_EVERY_S,
         "unacked_restore_throttle": 1,
     }
+
+
+app.steps["consumer"].add(ResultBatches)
 
 
 @signals.celeryd_init.connect

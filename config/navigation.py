@@ -42,6 +42,9 @@ def links_for(request: HttpRequest) -> list[NavLink]:
         links += [
             NavLink("Apply", reverse("reviews:apply")),
             NavLink("My applications", mine, section=(f"{mine}applications/",)),
+            NavLink(
+                "My projects", reverse("reviews:my_projects"), section=("/reviews/my-projects/",)
+            ),
         ]
         if is_tac(user):
             dashboard = reverse("reviews:dashboard")

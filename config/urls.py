@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from ci_runners.webhooks import github_hook
 from config import accounts
 from config.views import healthz
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("runs/", include("ci_runners.urls")),
     path("reviews/", include("reviews.urls")),
     path("badges/", include("registry.badge_views")),
+    path("hooks/github/", github_hook, name="github_hook"),
     path("api/", include("config.api")),
     path("", include("registry.urls")),
 ]

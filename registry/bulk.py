@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import psycopg
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Field, Model
 
 CHUNK = 1000
@@ -29,14 +29,16 @@ def _primary_key(model: type[Model]) -> Field:
 
 
 def _columns(objs: Sequence[Model], fields: Sequence[Field], *, add: bool) -> list[list[object]]:
-    """One list per field: its prepared value for each object."""
+    """One list per field: its prepared value for each object (prepared against the
+    connection itself, not the thread-local proxy that every attribute read goes through)."""
+    wrapper = connections[connection.alias]
     if add:
         return [
-            [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for obj in objs]
+            [field.get_db_prep_save(field.pre_save(obj, add=True), wrapper) for obj in objs]
             for field in fields
         ]
     return [
-        [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs]
+        [field.get_db_prep_save(getattr(obj, field.attname), wrapper) for obj in objs]
         for field in fields
     ]
 
@@ -49,7 +51,7 @@ def _quoted(field: Field) -> str:
 def _unnest(fields: Sequence[Field]) -> str:
     """`unnest(%s::type[], ...)`: the arrays of the fields' columns, typed as the columns."""
     types = [field.db_type(connection) or "" for field in fields]
-    return "unnest(" + ", ".join(f"%s::{db_type}[]" for db_type in types) + ")"
+    return "unnest(" + ", ".join(f"%b::{db_type}[]" for db_type in types) + ")"
 
 
 def _execute(sql: str, params: list[list[object]]) -> list[tuple]:

@@ -5,6 +5,9 @@ project, skips what is not a project, and says why for each odd one.
 """
 
 import datetime as dt
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,3 +287,82 @@ def _export_repo_url(project: Project) -> str:
 
 def landscape_dump_yaml(document: dict) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=10_000)
+
+
+# --- periodic review dates of imported projects ---------------------------------------------
+
+REVIEW_PERIOD_MONTHS = 6
+FIRST_REVIEW_SPREAD_DAYS = 182  # first reviews fall within the next six months
+
+
+@dataclass(frozen=True)
+class ReviewDue:
+    """One active project as the review planning sees it."""
+
+    slug: str
+    accepted_on: dt.date | None
+    next_review_due: dt.date | None
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """`day` plus whole months; the 31st of a shorter month is its last day."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    next_month = dt.date(year + month // 12, month % 12 + 1, 1)
+    return dt.date(year, month, min(day.day, (next_month - dt.timedelta(days=1)).day))
+
+
+def review_due_from_acceptance(accepted_on: dt.date, *, today: dt.date) -> dt.date:
+    """The first of acceptance + k * 6 months (k >= 1) that is after `today`."""
+    months = (today.year - accepted_on.year) * 12 + today.month - accepted_on.month
+    k = max(1, months // REVIEW_PERIOD_MONTHS)
+    while k > 1 and add_months(accepted_on, (k - 1) * REVIEW_PERIOD_MONTHS) > today:
+        k -= 1
+    while add_months(accepted_on, k * REVIEW_PERIOD_MONTHS) <= today:
+        k += 1
+    return add_months(accepted_on, k * REVIEW_PERIOD_MONTHS)
+
+
+def review_first_due(slug: str, *, today: dt.date) -> dt.date:
+    """A first review for a project without an acceptance date: a day of the next six months
+    chosen by a hash of its slug (the same slug, the same day)."""
+    digest = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:8], "big")
+    return today + dt.timedelta(days=1 + digest % FIRST_REVIEW_SPREAD_DAYS)
+
+
+def _week(day: dt.date) -> tuple[int, int]:
+    return day.isocalendar()[:2]
+
+
+def review_dates_plan(
+    projects: Iterable[ReviewDue],
+    *,
+    today: dt.date,
+    max_per_week: int,
+    booked: Iterable[dt.date] = (),
+) -> dict[str, dt.date]:
+    """New next-review dates for the projects whose date is missing or past (a date from today
+    on is kept): six-monthly from acceptance, else spread by `review_first_due`. A week (ISO,
+    Monday to Sunday) that already holds `max_per_week` reviews (counting `booked`, the kept
+    dates of other projects) sends the project to the next week with room, same weekday.
+    """
+    cap = max(1, max_per_week)
+    load: Counter[tuple[int, int]] = Counter(_week(day) for day in booked)
+    wanted = []
+    for project in projects:
+        if project.next_review_due is not None and project.next_review_due >= today:
+            load[_week(project.next_review_due)] += 1
+            continue
+        if project.accepted_on is not None:
+            ideal = review_due_from_acceptance(project.accepted_on, today=today)
+        else:
+            ideal = review_first_due(project.slug, today=today)
+        wanted.append((ideal, project.slug))
+    plan = {}
+    for ideal, slug in sorted(wanted):
+        due = ideal
+        while load[_week(due)] >= cap:
+            due += dt.timedelta(days=7)
+        load[_week(due)] += 1
+        plan[slug] = due
+    return plan

@@ -1,9 +1,10 @@
 """REST API of the review process (authenticated).
 
-- `/api/v1/applications/`: the caller's own applications (create, update, submit, withdraw).
-  Anyone else's application is a 404, whatever its id.
+- `/api/v1/applications/`: the caller's own applications (create, update, submit, withdraw,
+  the messages shared with them). Anyone else's application is a 404, whatever its id.
 - `/api/v1/review-queue/`: for TAC reviewers, voting members and staff: applications past the
-  draft stage, their criteria results, reviewers' answers, overrides and votes.
+  draft stage, their criteria results (with the project's exemptions), reviewers' answers,
+  overrides and votes; the moves, discussion and tally are in `reviews/api_moves.py`.
 
 Input serializers validate and call `reviews.services`; refusals of the services come back as
 400 (with the service's message) or 403 (a missing role).
@@ -14,31 +15,19 @@ from typing import Any
 from django.db import models
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, mixins, serializers, status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.models import ProjectExemption
 from reviews import criteria, roles, selectors, services
+from reviews.api_errors import service_call
+from reviews.api_moves import ApplicantCommentsMixin, ReviewMovesMixin
 from reviews.models import ANSWER_FIELDS, CriterionResult, Submission, Vote
-from reviews.states import InvalidAnswers, NotAllowed, ReviewError, SubmissionState
-
-
-def _service_call(function, **kwargs) -> Any:
-    """Run a service; its refusals become API errors with the service's own message."""
-    try:
-        return function(**kwargs)
-    except NotAllowed as error:
-        raise exceptions.PermissionDenied(str(error)) from None
-    except InvalidAnswers as error:  # each refused answer under its own name, as DRF does
-        raise exceptions.ValidationError(
-            {"detail": str(error), **{name: [message] for name, message in error.errors.items()}}
-        ) from None
-    except ReviewError as error:
-        raise exceptions.ValidationError({"detail": str(error)}) from None
-
+from reviews.states import SubmissionState
 
 # -- the applicant's applications -----------------------------------------------------------
 
@@ -112,14 +101,14 @@ class SubmissionInputSerializer(serializers.ModelSerializer):
         extra_kwargs = {name: {"required": False} for name in ANSWER_FIELDS}
 
     def create(self, validated_data: dict) -> Submission:
-        return _service_call(
+        return service_call(
             services.submission_create,
             applicant=self.context["request"].user,
             answers=validated_data,
         )
 
     def update(self, instance: Submission, validated_data: dict) -> Submission:
-        return _service_call(
+        return service_call(
             services.submission_update,
             submission=instance,
             actor=self.context["request"].user,
@@ -132,6 +121,7 @@ class WithdrawSerializer(serializers.Serializer):
 
 
 class ApplicationViewSet(
+    ApplicantCommentsMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -181,7 +171,7 @@ class ApplicationViewSet(
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
         """Send a complete draft to the TAC (the automated checks start)."""
-        submission = _service_call(
+        submission = service_call(
             services.submission_submit, submission=self.get_object(), actor=request.user
         )
         return Response(SubmissionSerializer(submission, context={"request": request}).data)
@@ -192,7 +182,7 @@ class ApplicationViewSet(
         """Withdraw the application (possible until a decision)."""
         body = WithdrawSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        submission = _service_call(
+        submission = service_call(
             services.submission_withdraw,
             submission=self.get_object(),
             actor=request.user,
@@ -211,8 +201,21 @@ class IsTAC(BasePermission):
         return roles.is_tac(request.user)
 
 
+class ExemptionSerializer(serializers.Serializer):
+    """A project's standing claim that a criterion does not apply to it, with its public
+    reason (claimed on the listing page or in the repository's pyproject.toml)."""
+
+    reason = serializers.CharField(read_only=True)
+    source = serializers.ChoiceField(choices=ProjectExemption.Source.choices, read_only=True)
+    claimed_at = serializers.DateTimeField(source="created_at", read_only=True)
+
+
 class CriterionResultSerializer(serializers.ModelSerializer):
+    """A criterion's result; `exemption` comes from the context's `exemptions` (criterion
+    number -> standing exemption of the application's project)."""
+
     title = serializers.SerializerMethodField()
+    exemption = serializers.SerializerMethodField()
     overridden_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -251,12 +254,26 @@ class CriterionResultSerializer(serializers.ModelSerializer):
             "check_note",
             "overridden_by",
             "override_reason",
+            "exemption",
             "updated_at",
         ]
         read_only_fields = fields
 
     def get_title(self, result: CriterionResult) -> str:
         return criteria.BY_NUMBER[result.criterion].title
+
+    @extend_schema_field(ExemptionSerializer(allow_null=True))
+    def get_exemption(self, result: CriterionResult) -> dict | None:
+        exemption = self.context.get("exemptions", {}).get(result.criterion)
+        return ExemptionSerializer(exemption).data if exemption is not None else None
+
+
+def criterion_result_data(*, submission: Submission, result: CriterionResult) -> dict:
+    return CriterionResultSerializer(result, context=_results_context(submission)).data
+
+
+def _results_context(submission: Submission) -> dict:
+    return {"exemptions": selectors.standing_exemptions(project_id=submission.project_id)}
 
 
 class CriterionAnswerInputSerializer(serializers.Serializer):
@@ -265,7 +282,7 @@ class CriterionAnswerInputSerializer(serializers.Serializer):
     justification = serializers.CharField(max_length=2000)
 
     def save(self, *, submission: Submission, reviewer) -> Any:
-        return _service_call(
+        return service_call(
             services.criterion_answer,
             submission=submission,
             reviewer=reviewer,
@@ -281,7 +298,7 @@ class CriterionOverrideInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
     def save(self, *, submission: Submission, actor) -> Any:
-        return _service_call(
+        return service_call(
             services.criterion_override, submission=submission, actor=actor, **self.validated_data
         )
 
@@ -290,7 +307,7 @@ class VoteInputSerializer(serializers.Serializer):
     choice = serializers.ChoiceField(choices=Vote.Choice.choices)
 
     def save(self, *, submission: Submission, voter) -> Vote:
-        return _service_call(
+        return service_call(
             services.vote_cast, submission=submission, voter=voter, **self.validated_data
         )
 
@@ -312,7 +329,7 @@ class ReviewQueueFilter(filters.FilterSet):
         fields = ["state", "kind"]
 
 
-class ReviewQueueViewSet(viewsets.ReadOnlyModelViewSet):
+class ReviewQueueViewSet(ReviewMovesMixin, viewsets.ReadOnlyModelViewSet):
     """Applications past the draft stage, oldest waiting first (TAC only)."""
 
     permission_classes = [IsAuthenticated, IsTAC]
@@ -334,7 +351,9 @@ class ReviewQueueViewSet(viewsets.ReadOnlyModelViewSet):
         submission = self.get_object()
         services.criteria_ensure_rows(submission=submission)
         results = submission.results.select_related("overridden_by").order_by("criterion")
-        return Response(CriterionResultSerializer(results, many=True).data)
+        return Response(
+            CriterionResultSerializer(results, many=True, context=_results_context(submission)).data
+        )
 
     @extend_schema(request=CriterionAnswerInputSerializer, responses=CriterionResultSerializer)
     @action(detail=True, methods=["post"], url_path="criteria/answer")
@@ -345,16 +364,17 @@ class ReviewQueueViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         body.save(submission=submission, reviewer=request.user)
         result = submission.results.get(criterion=body.validated_data["criterion"])
-        return Response(CriterionResultSerializer(result).data)
+        return Response(criterion_result_data(submission=submission, result=result))
 
     @extend_schema(request=CriterionOverrideInputSerializer, responses=CriterionResultSerializer)
     @action(detail=True, methods=["post"], url_path="criteria/override")
     def override(self, request: Request, pk: str | None = None) -> Response:
         """Override an automated result, with a written reason."""
+        submission = self.get_object()
         body = CriterionOverrideInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        result = body.save(submission=self.get_object(), actor=request.user)
-        return Response(CriterionResultSerializer(result).data)
+        result = body.save(submission=submission, actor=request.user)
+        return Response(criterion_result_data(submission=submission, result=result))
 
     @extend_schema(request=VoteInputSerializer, responses=VoteSerializer)
     @action(detail=True, methods=["post"])

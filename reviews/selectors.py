@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from ci_runners.models import CompatCell
-from registry.models import Project
+from registry.models import Project, ProjectExemption
 from reviews import criteria
 from reviews.models import (
     Comment,
@@ -19,13 +19,17 @@ from reviews.models import (
     ReviewEvent,
     Submission,
 )
-from reviews.roles import conflicted_submission_ids
+from reviews.roles import can_vote, conflict_reason, conflicted_submission_ids
+from reviews.services.permissions import roles_on
 from reviews.states import (
     FINAL_STATES,
     PERIODIC_OPEN_STATES,
+    REVIEWER,
+    STAFF,
     STALE_AFTER_DAYS,
     PeriodicReviewState,
     SubmissionState,
+    next_states,
 )
 
 CheckState = CriterionResult.CheckState
@@ -161,10 +165,23 @@ class CriterionRow:
     answers: list[CriterionAnswer]
     my_answer: CriterionAnswer | None
     check: CheckStatus | None = None
+    exemption: ProjectExemption | None = None
+
+
+def standing_exemptions(*, project_id: int | None) -> dict[int, ProjectExemption]:
+    """The project's standing exemptions (not withdrawn), by criterion number; only the
+    criteria of `reviews.criteria` (a claim on an unknown number is not shown)."""
+    if project_id is None:
+        return {}
+    exemptions = ProjectExemption.objects.filter(
+        project_id=project_id, withdrawn_at__isnull=True, criterion__in=list(criteria.BY_NUMBER)
+    )
+    return {exemption.criterion: exemption for exemption in exemptions}
 
 
 def criteria_rows(*, submission: Submission, user=None) -> list[CriterionRow]:
     results = {r.criterion: r for r in submission.results.select_related("overridden_by")}
+    exemptions = standing_exemptions(project_id=submission.project_id)
     answers: dict[int, list[CriterionAnswer]] = {}
     now = timezone.now()
     for answer in submission.answers.select_related("reviewer"):
@@ -182,9 +199,78 @@ def criteria_rows(*, submission: Submission, user=None) -> list[CriterionRow]:
                 answers.get(info.number, []),
                 mine[0] if mine else None,
                 check_status(info=info, result=result, submission=submission, now=now),
+                exemptions.get(info.number),
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class PeriodicRow:
+    """A criterion of a periodic review: what was measured, and the project's exemption."""
+
+    criterion: int
+    title: str
+    outcome: str  # "" when not measured
+    value: str
+    exemption: ProjectExemption | None
+
+
+def periodic_review_rows(*, review: PeriodicReview) -> list[PeriodicRow]:
+    """The review's measured results, in order, each beside the project's standing exemption
+    of that criterion; an exempted criterion not measured gets a row of its own."""
+    exemptions = standing_exemptions(project_id=review.project_id)
+    measured = {
+        row["criterion"]: row
+        for row in review.results
+        if isinstance(row, dict) and row.get("criterion") in criteria.BY_NUMBER
+    }
+    return [
+        PeriodicRow(
+            criterion=number,
+            title=criteria.BY_NUMBER[number].title,
+            outcome=str(measured.get(number, {}).get("outcome", "")),
+            value=str(measured.get(number, {}).get("value", "")),
+            exemption=exemptions.get(number),
+        )
+        for number in sorted(set(measured) | set(exemptions))
+    ]
+
+
+# --- what a TAC member may do on an application (the review page and the API) ---
+
+
+def reviewer_moves(*, submission: Submission, user) -> list[str]:
+    """The states `user` may move the application to from the TAC's side: the transition
+    table's moves for their roles on it; withdrawing there is staff's alone (the applicant
+    withdraws from their own portal)."""
+    on_this = roles_on(submission=submission, actor=user)
+    return [
+        to
+        for to in next_states(submission.state, on_this)
+        if to != SubmissionState.WITHDRAWN or STAFF in on_this
+    ]
+
+
+def vote_open_to(*, submission: Submission, user) -> bool:
+    """Whether `user` may cast a vote on the application now (a voting member without a
+    conflict of interest, while the vote is open)."""
+    return (
+        can_vote(user)
+        and submission.state == SubmissionState.VOTING
+        and not conflict_reason(submission=submission, user=user)
+    )
+
+
+def vote_closable_by(*, submission: Submission, user, tally) -> bool:
+    """Whether `user` may close the vote early: a reviewer or staff, once every eligible
+    member voted (`tally`: `reviews.services.vote_tally` of the application)."""
+    return (
+        bool(roles_on(submission=submission, actor=user) & {REVIEWER, STAFF})
+        and submission.state == SubmissionState.VOTING
+        and tally.eligible > 0
+        and tally.not_voted == 0
+    )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from reviews import views
+from reviews import maintainer_views, views
 
 app_name = "reviews"
 urlpatterns = [
@@ -41,4 +41,41 @@ urlpatterns = [
     ),
     path("periodic/<int:pk>/", views.periodic_review, name="periodic_review"),
     path("fragments/projects/<slug:slug>/history/", views.project_history, name="project_history"),
+    # Maintainers: "My projects" and the management of a listing (reviews/maintainer_views.py).
+    path("my-projects/", maintainer_views.my_projects, name="my_projects"),
+    path("my-projects/<slug:slug>/", maintainer_views.project_manage, name="project_manage"),
+    *(
+        path(
+            f"my-projects/<slug:slug>/{action}/",
+            maintainer_views.project_action,
+            {"action": action},
+            name=f"project_{action.replace('-', '_')}",
+        )
+        for action in maintainer_views.ACTIONS
+    ),
+    path(
+        "my-projects/<slug:slug>/exemptions/<int:exemption_id>/withdraw/",
+        maintainer_views.exemption_withdraw,
+        name="project_exemption_withdraw",
+    ),
+    path(
+        "my-projects/<slug:slug>/onboarding/<int:task_id>/",
+        maintainer_views.onboarding_tick,
+        name="project_onboarding",
+    ),
+    path(
+        "my-projects/<slug:slug>/webhook-secret/",
+        maintainer_views.webhook_secret_rotate,
+        name="project_webhook_secret",
+    ),
+    path(
+        "my-projects/<slug:slug>/category/confirm/",
+        maintainer_views.category_confirm,
+        name="project_category_confirm",
+    ),
+    path(
+        "my-projects/<slug:slug>/changes/<int:change_id>/revert/",
+        maintainer_views.change_revert,
+        name="project_change_revert",
+    ),
 ]

@@ -292,22 +292,16 @@ def _review_context(request: HttpRequest, submission: Submission) -> dict:
         "health": submission.github_health,
         "tally": tally,
         "criteria_summary": summary,
-        "can_close_vote": bool(on_this & {REVIEWER, STAFF})
-        and submission.state == SubmissionState.VOTING
-        and tally.eligible > 0
-        and tally.not_voted == 0,
+        "can_close_vote": selectors.vote_closable_by(submission=submission, user=user, tally=tally),
         "votes": submission.votes.select_related("voter").order_by("voter__username"),
         "my_vote": my_vote,
         "vote_choices": Vote.Choice.choices,
-        "can_vote_here": can_vote(user)
-        and not conflict
-        and submission.state == SubmissionState.VOTING,
+        "can_vote_here": selectors.vote_open_to(submission=submission, user=user),
         "vote_conflict": conflict if can_vote(user) else "",
         "can_review_here": bool(on_this & {REVIEWER, STAFF}),
         "moves": [
             (to, SubmissionState(to).label)
-            for to in next_states(submission.state, on_this)
-            if to != SubmissionState.WITHDRAWN or STAFF in on_this
+            for to in selectors.reviewer_moves(submission=submission, user=user)
         ],
         "assigned": list(submission.reviewers.all()),
         "reviewer_choices": reviewers,
@@ -546,6 +540,7 @@ def periodic_review(request: HttpRequest, pk: int) -> HttpResponse:
             "can_decide": can_review(request.user)
             and review.state == services.P.RETIREMENT_PROPOSED,
             "criteria": criteria.BY_NUMBER,
+            "rows": selectors.periodic_review_rows(review=review),
         },
     )
 

@@ -24,7 +24,16 @@ RESULT_TASK = "ci_runners.record_cell_result"
 PROGRESS_TASK = "ci_runners.record_cell_progress"
 HEARTBEAT_TASK = "ci_runners.runner_heartbeat"
 
-RESULTS_QUEUE = "results"  # agent -> web side: results, progress, heartbeats
+RESULTS_QUEUE = "results"  # agent -> web side: progress, heartbeats
+CELL_RESULTS_QUEUE = "results.cells"  # agent -> web side: results, recorded in batches
+
+
+def reply_queue(task: str) -> str:
+    """The queue of an agent's message to the web side: results have one of their own (the
+    results worker consumes it in batches: ci_runners/result_batches.py)."""
+    return CELL_RESULTS_QUEUE if task == RESULT_TASK else RESULTS_QUEUE
+
+
 DEFAULT_QUEUE = "default"  # web side's own work (periodic tasks, on-complete tasks)
 RUNNER_QUEUE_PREFIX = "runner."
 DEFAULT_CAPABILITY = "cpu"

@@ -39,7 +39,6 @@ from ci_runners.agent.contracts import (
     HEARTBEAT_TASK,
     PROGRESS_TASK,
     RESULT_TASK,
-    RESULTS_QUEUE,
     CellState,
     ErrorCode,
     HeartbeatMessage,
@@ -47,6 +46,7 @@ from ci_runners.agent.contracts import (
     ProgressMessage,
     Result,
     ResultMessage,
+    reply_queue,
 )
 
 CHILD_STOP_GRACE_S = 10.0
@@ -156,7 +156,7 @@ class Reporter:
         self.app.send_task(
             name,
             kwargs=kwargs,
-            queue=RESULTS_QUEUE,
+            queue=reply_queue(name),
             retry=True,
             retry_policy=_PUBLISH_RETRY if patient else {"max_retries": 1, "interval_start": 0.2},
         )

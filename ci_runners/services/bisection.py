@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from packaging.version import InvalidVersion, Version
 
-from ci_runners import broker, pypi
+from ci_runners import broker
 from ci_runners.agent import contracts
 from ci_runners.models import Bisection, CompatCell, CompatRun, CompatStatus, TorchTarget
 from ci_runners.services.cells import (
@@ -29,6 +29,7 @@ from ci_runners.services.cells import (
 from ci_runners.services.runs import CompatRunRefused, compat_run_cancel, compat_run_request
 from ci_runners.states import FINAL_STATES
 from registry.models import Project
+from registry.sources import pypi
 
 logger = logging.getLogger(__name__)
 
@@ -251,28 +252,39 @@ def bisection_pairs(*, project: Project) -> list[tuple[TorchTarget, TorchTarget]
 
 
 def _pairs_by_project(project_ids: list[int]) -> dict[int, list[tuple[TorchTarget, TorchTarget]]]:
-    """`bisection_pairs` of several projects, from one query."""
+    """`bisection_pairs` of several projects, from one query of plain values (a batch of
+    results asks for hundreds of projects: no cell is built) and one of their few targets."""
     statuses = CompatStatus.objects.filter(
         project_id__in=project_ids,
         last_final_cell__state__in=[*GOOD_STATES, *BREAKS_WITH_STATES],
-    ).select_related("target", "last_final_cell")
-    lines: dict[tuple[int, str, str], list[tuple[Version, TorchTarget, str]]] = {}
-    for status in statuses:
-        if status.last_final_cell is None:
-            continue
+    ).values_list(
+        "project_id",
+        "target_id",
+        "target__version",
+        "target__variant",
+        "target__python_version",
+        "last_final_cell__state",
+    )
+    lines: dict[tuple[int, str, str], list[tuple[Version, int, str]]] = {}
+    for project_id, target_id, version_text, variant, python, state in statuses:
         try:
-            version = Version(status.target.version)
+            version = Version(version_text)
         except InvalidVersion:
             continue
-        key = (status.project_id, status.target.variant, status.target.python_version)
-        lines.setdefault(key, []).append((version, status.target, status.last_final_cell.state))
-    pairs: dict[int, list[tuple[TorchTarget, TorchTarget]]] = {}
+        lines.setdefault((project_id, variant, python), []).append((version, target_id, state))
+    found: dict[int, list[tuple[int, int]]] = {}
     for (project_id, _, _), line in lines.items():
         line.sort(key=lambda item: item[0])
         for (_, good, good_state), (_, bad, bad_state) in zip(line, line[1:], strict=False):
             if good_state in GOOD_STATES and bad_state in BREAKS_WITH_STATES:
-                pairs.setdefault(project_id, []).append((good, bad))
-    return pairs
+                found.setdefault(project_id, []).append((good, bad))
+    targets = TorchTarget.objects.in_bulk(
+        {target_id for pairs in found.values() for pair in pairs for target_id in pair}
+    )
+    return {
+        project_id: [(targets[good], targets[bad]) for good, bad in pairs]
+        for project_id, pairs in found.items()
+    }
 
 
 def _new_break_pairs(project: Project) -> list[tuple[TorchTarget, TorchTarget]]:

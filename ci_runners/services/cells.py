@@ -26,6 +26,7 @@ from ci_runners.models import (
     CompatCell,
     CompatRun,
     CompatStatus,
+    TorchTarget,
 )
 from ci_runners.services.dispatch import cells_dispatch_waiting
 from ci_runners.states import FINAL_STATES, RESULT_STATES, CellState, check_transition
@@ -140,6 +141,7 @@ def cells_record_results(*, messages: Sequence[contracts.ResultMessage]) -> list
             cell.pk: cell
             for cell in CompatCell.objects.select_for_update(of=("self",))
             .select_related("run", "target")
+            .defer(*RESULT_ONLY_FIELDS)
             .filter(pk__in=ids)
             .order_by("pk")
         }
@@ -207,7 +209,7 @@ def _resend(messages: Sequence[contracts.ResultMessage]) -> None:
         broker.send_by_name(
             name=contracts.RESULT_TASK,
             kwargs=message.to_kwargs(),
-            queue=contracts.RESULTS_QUEUE,
+            queue=contracts.CELL_RESULTS_QUEUE,
             countdown=RESEND_AFTER_S,
         )
 
@@ -316,6 +318,25 @@ RECORDED_FIELDS = [
     "beyond_range",
     "suite_shrunk",
     "suite_shrink",
+]
+
+
+# Of those, the ones a result replaces whole and nothing reads before: not loaded with the
+# batch's cells (their JSON costs more to decode than the rest of the row).
+RESULT_ONLY_FIELDS = [
+    "counts",
+    "failures",
+    "warnings",
+    "timings",
+    "environment",
+    "recipe",
+    "declared",
+    "flaky",
+    "beyond_range",
+    "suite_shrink",
+    "needs_network",
+    "log_tail",
+    "error",
 ]
 
 
@@ -435,35 +456,31 @@ class _ShrinkReferences:
     @classmethod
     def load(cls, *, cells: list[CompatCell]) -> _ShrinkReferences:
         project_ids = {cell.project_id for cell in cells if cell.project_id is not None}
-        statuses = (
+        rows = list(
             CompatStatus.objects.filter(
                 project_id__in=project_ids,
                 last_final_cell__tests_collected__gt=0,
                 last_final_cell__finished_at__isnull=False,
                 last_final_cell__state__in=RESULT_STATES,
-            )
-            .select_related("target", "last_final_cell")
-            .only(
+            ).values_list(
                 "project_id",
-                "target__version",
-                "target__variant",
-                "target__python_version",
+                "target_id",
+                "last_final_cell_id",
                 "last_final_cell__tests_collected",
                 "last_final_cell__finished_at",
-                "last_final_cell__target_id",
             )
         )
+        targets = TorchTarget.objects.in_bulk({row[1] for row in rows})
         by_project: dict[int, dict[int, _Reference]] = {}
-        for status in statuses:
-            final = status.last_final_cell
-            if final is None or final.tests_collected is None or final.finished_at is None:
+        for project_id, target_id, pk, collected, finished_at in rows:
+            if collected is None or finished_at is None:  # filtered out above
                 continue
-            by_project.setdefault(status.project_id, {})[status.target_id] = _Reference(
-                pk=final.pk,
-                target_id=status.target_id,
-                target_label=status.target.label,
-                collected=final.tests_collected,
-                finished_at=final.finished_at,
+            by_project.setdefault(project_id, {})[target_id] = _Reference(
+                pk=pk,
+                target_id=target_id,
+                target_label=targets[target_id].label,
+                collected=collected,
+                finished_at=finished_at,
             )
         return cls(by_project=by_project)
 
@@ -606,28 +623,37 @@ BREAKS_WITH_STATES = frozenset({CellState.FAILED, CellState.TIMED_OUT})
 NOT_INSTALLABLE_STATES = frozenset({CellState.NOT_INSTALLABLE})
 
 
+@dataclass(frozen=True)
+class _LastWord:
+    """What a (project, target)'s latest final cell says, as `_push_summaries` reads it."""
+
+    version: str
+    state: str
+    declared: dict[str, str] | None
+    finished_at: datetime | None
+    beyond_range: object
+
+
 def _push_summaries(*, project_ids: list[int]) -> None:
     """Each project's public compatibility summary from the latest final cell on each target
-    (one query for all of them): the versions it works with, breaks with, cannot be installed
-    with (of those, the ones its tests pass with beyond its declared range: `widenable_with`),
-    and what it declares."""
+    (one query of plain values for all of them): the versions it works with, breaks with,
+    cannot be installed with (of those, the ones its tests pass with beyond its declared
+    range: `widenable_with`), and what it declares."""
     if not project_ids:
         return
-    statuses = (
-        CompatStatus.objects.filter(project_id__in=project_ids, last_final_cell__isnull=False)
-        .select_related("target", "last_final_cell")
-        .only(
-            "project_id",
-            "target__version",
-            "last_final_cell__state",
-            "last_final_cell__declared",
-            "last_final_cell__finished_at",
-            "last_final_cell__beyond_range",
-        )
+    rows = CompatStatus.objects.filter(
+        project_id__in=project_ids, last_final_cell__isnull=False
+    ).values_list(
+        "project_id",
+        "target__version",
+        "last_final_cell__state",
+        "last_final_cell__declared",
+        "last_final_cell__finished_at",
+        "last_final_cell__beyond_range",
     )
-    by_project: dict[int, list[CompatStatus]] = {project_id: [] for project_id in project_ids}
-    for status in statuses:
-        by_project[status.project_id].append(status)
+    by_project: dict[int, list[_LastWord]] = {project_id: [] for project_id in project_ids}
+    for project_id, *word in rows:
+        by_project[project_id].append(_LastWord(*word))
     projects_set_compat_summaries(
         summaries=[
             (project, _summary_of(by_project[project.pk]))
@@ -636,29 +662,26 @@ def _push_summaries(*, project_ids: list[int]) -> None:
     )
 
 
-def _summary_of(statuses: list[CompatStatus]) -> CompatSummary:
+def _summary_of(words: list[_LastWord]) -> CompatSummary:
     works: list[str] = []
     breaks: list[str] = []
     not_installable: list[str] = []
     widenable: list[str] = []
     declared: dict[str, str] | None = None
     latest: datetime | None = None
-    for status in statuses:
-        cell = status.last_final_cell
-        if cell is None:
-            continue
-        if cell.declared and cell.finished_at and (latest is None or cell.finished_at > latest):
-            declared, latest = dict(cell.declared), cell.finished_at
-        if cell.state in WORKS_WITH_STATES:
-            works.append(status.target.version)
-        elif cell.state in BREAKS_WITH_STATES:
-            breaks.append(status.target.version)
-        elif cell.state in NOT_INSTALLABLE_STATES:
-            not_installable.append(status.target.version)
+    for word in words:
+        if word.declared and word.finished_at and (latest is None or word.finished_at > latest):
+            declared, latest = dict(word.declared), word.finished_at
+        if word.state in WORKS_WITH_STATES:
+            works.append(word.version)
+        elif word.state in BREAKS_WITH_STATES:
+            breaks.append(word.version)
+        elif word.state in NOT_INSTALLABLE_STATES:
+            not_installable.append(word.version)
             # Its declared range excludes this torch, but its tests pass with it (run beyond).
-            beyond = cell.beyond_range if isinstance(cell.beyond_range, dict) else {}
+            beyond = word.beyond_range if isinstance(word.beyond_range, dict) else {}
             if beyond.get("state") == CellState.PASSED:
-                widenable.append(status.target.version)
+                widenable.append(word.version)
     return CompatSummary(
         works_with=works,
         breaks_with=breaks,

@@ -136,7 +136,8 @@ def _fates(cells: list[CompatCell]) -> list[tuple[CompatCell, str]]:
     if not cells:
         return []
     lengths = broker.queue_lengths(names={cell.queue for cell in cells})
-    if lengths.get(contracts.RESULTS_QUEUE, 1) != 0:  # a backlog, or unknown
+    backlog = [lengths.get(q, 1) for q in (contracts.RESULTS_QUEUE, contracts.CELL_RESULTS_QUEUE)]
+    if any(backlog):  # a backlog, or unknown
         logger.info("reaper waits: the results queue has a backlog or cannot be read")
         return []
     claims = broker.cell_claims(

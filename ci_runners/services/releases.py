@@ -181,7 +181,7 @@ def _setup_of(target: TorchTarget) -> RunnerSetup:
 def torch_releases_check() -> list[TorchTarget]:
     """Add inactive targets, one per runner setup, for each PyTorch release newer than every
     known target, and tell staff once per release (on commit). Returns the targets made."""
-    from ci_runners import pypi
+    from registry.sources import pypi
 
     releases = pypi.package_releases(name="torch")
     setups = runner_setups()

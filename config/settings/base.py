@@ -173,7 +173,7 @@ CELERY_TASK_DEFAULT_QUEUE = wire.DEFAULT_QUEUE
 # Queues by task name (Celery 5.7 deprecates the task decorator's `queue=`). Everything else
 # goes to "default"; cells go to "runner.<capability>", chosen per cell when dispatched.
 CELERY_TASK_ROUTES = {
-    name: {"queue": wire.RESULTS_QUEUE}
+    name: {"queue": wire.reply_queue(name)}
     for name in (wire.RESULT_TASK, wire.PROGRESS_TASK, wire.HEARTBEAT_TASK)
 }
 CELERY_TASK_ACKS_LATE = True
@@ -187,6 +187,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # The `results` worker's own (config/celery.py): a result left unacknowledged by a killed
 # worker comes back after this many seconds, not after the cells' hours.
 CELERY_RESULTS_VISIBILITY_TIMEOUT = env.int("CELERY_RESULTS_VISIBILITY_TIMEOUT", default=60)
+# The results worker records results in batches (ci_runners/result_batches.py): at most this
+# many in one transaction, gathered for at most this long; a batch that failed in its pool
+# process goes back to the queue this much later.
+RESULTS_BATCH_SIZE = env.int("RESULTS_BATCH_SIZE", default=250)
+RESULTS_BATCH_WAIT_S = env.float("RESULTS_BATCH_WAIT_S", default=0.2)
+RESULTS_RETRY_AFTER_S = env.float("RESULTS_RETRY_AFTER_S", default=10.0)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 
@@ -195,6 +201,9 @@ GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
 GITHUB_TOKEN = env("GITHUB_TOKEN", default="")
 GITHUB_TIMEOUT_S = env.int("GITHUB_TIMEOUT_S", default=15)
 GITHUB_RATE_LIMIT_MAX_WAIT_S = env.int("GITHUB_RATE_LIMIT_MAX_WAIT_S", default=60)
+# The GitHub webhook (/hooks/github/) alone takes bodies this large (GitHub caps payloads at
+# 25 MB); every other view keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
+GITHUB_WEBHOOK_MAX_BYTES = env.int("GITHUB_WEBHOOK_MAX_BYTES", default=25 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -255,6 +264,8 @@ PROJECT_PAGE_FRAGMENTS: list[str] = []
 GITHUB_SECONDS_BETWEEN_REQUESTS = env.float("GITHUB_SECONDS_BETWEEN_REQUESTS", default=0.0)
 # sync_github_all queues one task per project, this many seconds apart.
 GITHUB_SYNC_STAGGER_S = env.float("GITHUB_SYNC_STAGGER_S", default=2.0)
+# Landscape import: first periodic reviews spread over six months, at most this many a week.
+REVIEW_FIRST_MAX_PER_WEEK = env.int("REVIEW_FIRST_MAX_PER_WEEK", default=10)
 
 # Periodic tasks. Beat (config/beat.py) seeds django-celery-beat's tables with these entries
 # when absent; from then on the admin's edits rule. Other parts add theirs with .update().
@@ -291,6 +302,8 @@ SPECTACULAR_SETTINGS = {
         "ProjectKindEnum": "registry.models.Project.Kind",
         "SubmissionKindEnum": "reviews.models.Submission.Kind",
         "CriterionOutcomeEnum": "reviews.models.CriterionResult.Outcome",
+        "SubmissionStateEnum": "reviews.states.SubmissionState",
+        "VoteChoiceEnum": "reviews.models.Vote.Choice",
     },
 }
 # Badge snippets (Markdown, reStructuredText, HTML) on the project page.
@@ -301,6 +314,8 @@ COMPAT_RUNNER_SILENT_S = env.int("COMPAT_RUNNER_SILENT_S", default=90)
 # A cell whose runner sent its result (claim "done") waits this long for it, then runs again.
 COMPAT_RESULT_WAIT_S = env.int("COMPAT_RESULT_WAIT_S", default=900)
 COMPAT_DEFAULT_MAX_CONCURRENT = env.int("COMPAT_DEFAULT_MAX_CONCURRENT", default=4)
+# Runs of one project its maintainers (not staff) may start in an hour ("Run now", the API).
+COMPAT_MAINTAINER_RUNS_PER_HOUR = env.int("COMPAT_MAINTAINER_RUNS_PER_HOUR", default=6)
 # The incremental night (`ci_runners.services.night_plan`): an unchanged cell is carried while
 # its evidence's resolved environment is younger than this (then it runs again, to catch a new
 # release of an unpinned dependency); GitHub sync data younger than COMPAT_SYNC_FRESH_S may say
@@ -348,6 +363,13 @@ LOGIN_ACCOUNT_FREE_FAILURES = env.int("LOGIN_ACCOUNT_FREE_FAILURES", default=5)
 LOGIN_ACCOUNT_DELAY_MAX_S = env.int("LOGIN_ACCOUNT_DELAY_MAX_S", default=30)
 LOGIN_REDIRECT_URL = "/reviews/"
 SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {"github": {"SCOPE": ["read:user", "user:email"]}}
+# A GitHub sign-in records the user's verified GitHub handle (config/accounts.py).
+SOCIALACCOUNT_ADAPTER = "config.accounts.SocialAccountAdapter"
+# Where GitHub's OAuth endpoints are (GitHub Enterprise, or a local fake): allauth then uses
+# <url>/login/oauth/... and the API at <url>/api/v3. Read once, when allauth loads.
+GITHUB_OAUTH_URL = env("GITHUB_OAUTH_URL", default="").rstrip("/")
+if GITHUB_OAUTH_URL:
+    SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_URL"] = GITHUB_OAUTH_URL
 if env("GITHUB_OAUTH_CLIENT_ID", default=""):  # GitHub login only where an OAuth app exists
     SOCIALACCOUNT_PROVIDERS["github"]["APP"] = {
         "client_id": env("GITHUB_OAUTH_CLIENT_ID"),
@@ -355,7 +377,7 @@ if env("GITHUB_OAUTH_CLIENT_ID", default=""):  # GitHub login only where an OAut
         "key": "",
     }
     # The social login form redirects to GitHub, and form-action covers that redirect.
-    CONTENT_SECURITY_POLICY["form-action"] += " https://github.com"
+    CONTENT_SECURITY_POLICY["form-action"] += " " + (GITHUB_OAUTH_URL or "https://github.com")
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 REVIEWS_VOTE_WINDOW_DAYS = env.int("REVIEWS_VOTE_WINDOW_DAYS", default=14)
 # Drafts one applicant may keep open at once (submitted or withdrawn ones do not count).

@@ -70,6 +70,9 @@ class RepositoryHealth:
     has_security: bool
     has_ci_workflows: bool
     taken_at: datetime
+    # The files seen in the root, .github/ and docs/ (paths from the root): what
+    # `fetch_repository_files` may read without asking for what is not there.
+    paths: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -218,6 +221,7 @@ def _health(repository: GithubRepository, etag: str) -> RepositoryHealth:
         has_security=_anywhere(files, "SECURITY"),
         has_ci_workflows=bool(files["workflows"]),
         taken_at=taken_at,
+        paths=tuple(sorted(files["paths"])),
     )
 
 
@@ -238,14 +242,17 @@ def _community_files(repository: GithubRepository) -> dict[str, set[str]]:
         ".github": set(),
         "docs": set(),
         "workflows": set(),
+        "paths": set(),
     }
     root = _list_directory(repository, "")
     directories = {entry.name for entry in root if entry.type == "dir"}
     files["root"] = {_file_kind(entry.name) for entry in root if entry.type == "file"}
+    files["paths"] = {entry.name for entry in root if entry.type == "file"}
     for directory in (".github", "docs"):
         if directory in directories:
             entries = _list_directory(repository, directory)
             files[directory] = {_file_kind(e.name) for e in entries if e.type == "file"}
+            files["paths"] |= {f"{directory}/{e.name}" for e in entries if e.type == "file"}
             if directory == ".github" and any(
                 e.name == "workflows" and e.type == "dir" for e in entries
             ):
@@ -307,6 +314,111 @@ def _latest_release(repository: GithubRepository) -> tuple[str, datetime | None]
             raise
 
     return _call(read, what=f"{repository.full_name} latest release")
+
+
+# --- the repository's own files and collaborators ------------------------------------------------
+
+# Where GitHub looks for CODEOWNERS, in its order: the first one found is the one in force.
+CODEOWNERS_PATHS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
+MAINTAINERS_NAMES = ("MAINTAINERS", "MAINTAINERS.md", "MAINTAINERS.rst", "MAINTAINERS.txt")
+MAX_FILE_BYTES = 512 * 1024  # a larger file is not read (GitHub inlines files up to 1 MB)
+MAX_COLLABORATORS = 300
+
+
+@dataclass(frozen=True)
+class RepositoryFiles:
+    """The texts of the files the registry reads (None: no such file) and the handles of the
+    collaborators with admin or maintain permission (None: the token may not list them)."""
+
+    pyproject: str | None = None
+    setup_cfg: str | None = None
+    codeowners: str | None = None
+    maintainers: tuple[str, ...] = ()  # the texts of MAINTAINERS files
+    collaborators: tuple[str, ...] | None = None
+
+
+def fetch_repository_files(
+    *, owner: str, name: str, paths: tuple[str, ...] | None = None
+) -> RepositoryFiles:
+    """Read pyproject.toml, setup.cfg, CODEOWNERS and MAINTAINERS of github.com/<owner>/<name>
+    (from the default branch) and list its admin and maintain collaborators.
+
+    `paths`: the files the repository has in its root, .github/ and docs/ (as
+    `RepositoryHealth.paths` lists them); without it they are listed first. Raises a
+    GitHubError when a file exists but cannot be read; a 403 or 404 of the collaborators list
+    (the token lacks push access) only means no collaborators.
+    """
+    if not OWNER_RE.fullmatch(owner) or not REPO_RE.fullmatch(name) or name in {".", ".."}:
+        raise RepositoryNotFound(f"{owner}/{name} is not a valid GitHub repository name.")
+    client = _client()
+    try:
+        # Lazy: no request for the repository itself (the sync has just read it).
+        repository = GithubRepository(
+            client.requester.withLazy(True),
+            attributes={"full_name": f"{owner}/{name}", "name": name},
+            url=f"/repos/{owner}/{name}",
+        )
+        if paths is None:
+            paths = tuple(sorted(_community_files(repository)["paths"]))
+        present = set(paths)
+        codeowners = next((path for path in CODEOWNERS_PATHS if path in present), None)
+
+        def read(path: str | None) -> str | None:
+            return _read_file(repository, path, what=f"{owner}/{name}/{path}") if path else None
+
+        return RepositoryFiles(
+            pyproject=read("pyproject.toml" if "pyproject.toml" in present else None),
+            setup_cfg=read("setup.cfg" if "setup.cfg" in present else None),
+            codeowners=read(codeowners),
+            maintainers=tuple(
+                text
+                for path in sorted(present & set(MAINTAINERS_NAMES))
+                if (text := read(path)) is not None
+            ),
+            collaborators=_maintaining_collaborators(repository, what=f"{owner}/{name}"),
+        )
+    finally:
+        client.close()
+
+
+def _read_file(repository: GithubRepository, path: str, *, what: str) -> str | None:
+    def read() -> str | None:
+        try:
+            content = repository.get_contents(path)
+        except GithubException as error:
+            if error.status == 404:  # gone since the listing
+                return None
+            raise
+        if isinstance(content, list) or content.type != "file":
+            return None
+        if (content.size or 0) > MAX_FILE_BYTES or content.encoding != "base64":
+            logger.info("GitHub file %s not read: %s bytes", what, content.size)
+            return None
+        return content.decoded_content.decode("utf-8", errors="replace")
+
+    return _call(read, what=what)
+
+
+def _maintaining_collaborators(
+    repository: GithubRepository, *, what: str
+) -> tuple[str, ...] | None:
+    """Logins of the collaborators with admin or maintain permission; None when GitHub refuses
+    the list (it needs push access, which a token has only on its own organisation's repos)."""
+
+    def read() -> tuple[str, ...]:
+        logins = []
+        for index, user in enumerate(repository.get_collaborators()):
+            if index >= MAX_COLLABORATORS:
+                break
+            permissions = user.permissions
+            if permissions is not None and (permissions.admin or permissions.maintain):
+                logins.append(user.login)
+        return tuple(logins)
+
+    try:
+        return _call(read, what=f"{what} collaborators")
+    except (RepositoryPrivate, RepositoryNotFound):
+        return None
 
 
 # --- errors, rate limits ------------------------------------------------------------------------

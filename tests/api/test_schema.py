@@ -14,7 +14,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.factories import UserFactory
-from tests.registry.factories import CategoryFactory, ProjectFactory
+from tests.registry.factories import CategoryFactory, ProjectFactory, SubcategoryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -81,20 +81,34 @@ FUZZ = settings(
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
-def fuzz_every_operation(api_schema, headers: dict) -> list[str]:
-    """Up to FUZZ.max_examples cases per operation; returns the operations tried."""
+def fuzz_every_operation(
+    api_schema, headers: dict, *, prefixes: tuple[str, ...] = ("",), ids: dict | None = None
+) -> list[str]:
+    """Up to FUZZ.max_examples cases per operation (those whose path starts with one of
+    `prefixes`); returns the operations tried. `ids` pins the `{id}` of paths under a prefix
+    to a row that exists, so that the cases reach past the 404."""
     tried = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
-
-        @given(case=operation.as_strategy())
-        @FUZZ
-        def check(case):
-            case.call_and_validate(headers=headers, checks=CHECKS)
-
-        check()
+        if not operation.path.startswith(prefixes):
+            continue
+        pinned = next(
+            (pk for prefix, pk in (ids or {}).items() if operation.path.startswith(prefix)), None
+        )
+        fuzz_operation(operation, headers=headers, pinned_id=pinned)
         tried.append(operation.label)
     return tried
+
+
+def fuzz_operation(operation, *, headers: dict, pinned_id: int | None) -> None:
+    @given(case=operation.as_strategy())
+    @FUZZ
+    def check(case):
+        if pinned_id is not None and "id" in (case.path_parameters or {}):
+            case.path_parameters["id"] = pinned_id
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    check()
 
 
 # The lazy pytest loader of schemathesis (from_fixture) does not run under pytest 9, so the
@@ -136,3 +150,64 @@ def test_criteria_results_conform_to_the_schema_before_and_after_measurement(
     response = case.call(headers=headers)
     assert {row["automated_outcome"] for row in response.json()} == {"", "met"}
     case.validate_response(response, checks=[response_schema_conformance])
+
+
+@pytest.fixture
+def review_and_run(db):
+    """An application in review of a project whose maintainer is `fuzz-maintainer`, and a run
+    of that project: the review moves and run endpoints fuzzed on real rows."""
+    from ci_runners.services import compat_run_request
+    from registry.models import MaintainerIdentity
+    from tests.ci_runners.factories import TorchTargetFactory
+    from tests.reviews.factories import SubmissionFactory
+
+    project = ProjectFactory(slug="fuzzed", repository="fuzz/fuzzed", maintainers=["fuzz-gh"])
+    maintainer = UserFactory(username="fuzz-maintainer")
+    MaintainerIdentity.objects.create(user=maintainer, github_handle="fuzz-gh", verified=True)
+    TorchTargetFactory(version="2.14.1")
+    SubcategoryFactory()
+    submission = SubmissionFactory(state="in_review", project=project, repository="fuzz/fuzzed")
+    application = SubmissionFactory(applicant=maintainer, state="changes_requested")
+    run = compat_run_request(project=project, trigger="manual")
+    return {
+        "ids": {
+            "/api/v1/review-queue/": submission.pk,
+            "/api/v1/applications/": application.pk,
+            "/api/v1/runs/": run.pk,
+        },
+        "maintainer": maintainer,
+    }
+
+
+MOVES_AND_RUNS = ("/api/v1/review-queue/", "/api/v1/applications/", "/api/v1/runs/")
+
+
+@pytest.mark.parametrize("who", ["reviewer", "voter", "staff", "maintainer"])
+def test_fuzz_review_moves_and_runs_on_real_rows(api_schema, no_throttle, review_and_run, who):
+    """The TAC's moves, the discussion, the tally and starting/cancelling runs, each caller
+    on rows that exist (an application in review, a run): no 5xx, responses as documented."""
+    from django.contrib.auth.models import Group
+
+    from reviews.roles import REVIEWERS_GROUP, VOTING_GROUP
+
+    if who == "maintainer":
+        user = review_and_run["maintainer"]
+    else:
+        user = UserFactory(username=f"fuzz-{who}", is_staff=who == "staff")
+        group = {"reviewer": REVIEWERS_GROUP, "voter": VOTING_GROUP}.get(who)
+        if group:
+            user.groups.add(Group.objects.get_or_create(name=group)[0])
+    token = AuthToken.objects.create(user=user)[1]
+    tried = fuzz_every_operation(
+        api_schema,
+        headers={"Authorization": f"Token {token}"},
+        prefixes=MOVES_AND_RUNS,
+        ids=review_and_run["ids"],
+    )
+    assert {
+        "POST /api/v1/review-queue/{id}/transition/",
+        "GET /api/v1/review-queue/{id}/tally/",
+        "POST /api/v1/applications/{id}/comments/",
+        "POST /api/v1/runs/",
+        "POST /api/v1/runs/{id}/cancel/",
+    } <= set(tried)

@@ -22,11 +22,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from celery import current_app
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 
 from ci_runners import services
+from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Result, claim_key
 from ci_runners.management.commands.demo_compat import PROJECTS, make_repo
 from ci_runners.models import (
@@ -39,6 +41,7 @@ from ci_runners.models import (
 )
 from ci_runners.selectors import cell_log_bytes
 from ci_runners.states import FINAL_STATES, CellState
+from config.celery import RESULTS_UNACKED_KEYS
 from registry.models import Project
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -256,17 +259,17 @@ def send_result_again(cell: CompatCell, processes: Processes) -> None:
                     "result": stored.payload,
                     "log": "again",
                 },
-                queue="results",
+                queue=contracts.CELL_RESULTS_QUEUE,
                 connection=conn,
             )
-        # A marker after them: once it is recorded, the worker has handled both (FIFO, 1 slot).
-        current_app.send_task(
-            "ci_runners.runner_heartbeat",
-            kwargs={"name": "marker", "queues": []},
-            queue="results",
-            connection=conn,
+    client = redis.Redis.from_url(processes.broker_url)
+
+    def handled() -> bool:  # taken from the queue and acknowledged (after their commit)
+        return not client.llen(contracts.CELL_RESULTS_QUEUE) and not client.hlen(
+            RESULTS_UNACKED_KEYS["unacked_key"]
         )
-    wait_for("the marker", lambda: RunnerHost.objects.filter(name="marker").exists(), processes)
+
+    wait_for("both to be handled", handled, processes)
 
 
 def test_a_real_run_on_two_torch_versions_records_each_result_once(
@@ -576,7 +579,7 @@ def test_a_result_whose_worker_was_killed_mid_commit_is_recorded_seconds_after_r
             current_app.send_task(
                 "ci_runners.record_cell_result",
                 kwargs={"cell_id": cell.pk, "attempt": 1, "runner": "r", "result": result},
-                queue="results",
+                queue=contracts.CELL_RESULTS_QUEUE,
                 connection=conn,
             )
         wait_for("the result task to be mid-commit", result_task_waits_on_the_cell, processes)

@@ -6,8 +6,11 @@ results, a kill -9 in the middle of a commit that loses and doubles nothing."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from celery import current_app
@@ -15,6 +18,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ci_runners import services
+from ci_runners.agent import contracts
 from ci_runners.agent.contracts import CellState, Result, ResultMessage
 from ci_runners.models import CellResult, CompatCell, CompatRun, CompatStatus
 from registry import badge_cache
@@ -168,22 +172,29 @@ def test_a_result_the_database_refuses_is_dropped_alone(four_targets):
 BURST = 120
 
 
+def _pool_processes(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("killed", ["the whole worker", "its pool processes"])
 def test_a_real_results_worker_killed_mid_commit_in_a_burst_loses_and_doubles_nothing(
-    transactional_db, broker, tmp_path, four_targets
+    transactional_db, broker, tmp_path, four_targets, killed
 ):
+    """Results sent where agents send them (`CELL_RESULTS_QUEUE`), consumed in batches by the
+    results worker's bootstep (ci_runners/result_batches.py), the first batch held mid-commit
+    by a row lock; then kill -9 of the whole worker (restarted: the broker gives the batch's
+    messages back after the visibility timeout) or of its pool processes only (the worker
+    gives the failed batch back itself)."""
     projects = _projects(BURST // 4)
     cells = _night(projects, four_targets)
     CompatRun.objects.filter(project__in=projects).update(
         on_complete_task="reviews.compat_run_finished"
     )
     processes = Processes(tmp=tmp_path, broker_url=broker.url)
+    worker_env = {"CELERY_RESULTS_VISIBILITY_TIMEOUT": "10", "RESULTS_RETRY_AFTER_S": "1"}
     try:
-        processes.start_web_worker(
-            "results",
-            "results",
-            CELERY_RESULTS_VISIBILITY_TIMEOUT="10",
-        )
+        processes.start_web_worker("results", "results", **worker_env)
         broker.client().delete("default")
 
         def waits_on_a_lock() -> bool:
@@ -201,20 +212,21 @@ def test_a_real_results_worker_killed_mid_commit_in_a_burst_loses_and_doubles_no
             with current_app.connection_for_write(broker.url) as conn:
                 for i, cell in enumerate(cells):
                     current_app.send_task(
-                        "ci_runners.record_cell_result",
+                        contracts.RESULT_TASK,
                         kwargs=_message(cell, STATES[i % 2]).to_kwargs(),
-                        queue="results",
+                        queue=contracts.reply_queue(contracts.RESULT_TASK),
                         connection=conn,
                     )
             wait_for("a result to be mid-commit", waits_on_a_lock, processes)
-            processes.kill("results")  # kill -9: its transaction never commits
-        assert not CellResult.objects.filter(cell_id__in=[c.pk for c in cells]).exists()
+            if killed == "the whole worker":
+                processes.kill("results")  # kill -9: its transaction never commits
+            else:
+                for pid in _pool_processes(processes.running["results"].pid):
+                    os.kill(pid, signal.SIGKILL)
+        assert not CellResult.objects.filter(cell_id=cells[0].pk).exists()
 
-        processes.start_web_worker(
-            "results",
-            "results",
-            CELERY_RESULTS_VISIBILITY_TIMEOUT="10",
-        )
+        if killed == "the whole worker":
+            processes.start_web_worker("results", "results", **worker_env)
         wait_for(
             "every result to be recorded",
             lambda: CellResult.objects.filter(cell_id__in=[c.pk for c in cells]).count() == BURST,

@@ -553,7 +553,7 @@ def test_new_torch_release_becomes_an_inactive_target_and_approval_runs_it(
 
 
 def test_pypi_unavailable_is_a_clear_error(settings, db):
-    from ci_runners.pypi import PyPIUnavailable
+    from registry.sources.pypi import PyPIUnavailable
 
     server = FakeHTTPServer()
     with server:

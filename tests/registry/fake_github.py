@@ -2,8 +2,14 @@
 
 Tests add repositories with their files, commits and releases; PyGithub then talks to it as it
 would to api.github.com. The server keeps a log of every request (`fake.requests`).
+
+File contents: `contents={"pyproject.toml": "..."}` (every path of `files` is served by the
+contents API, base64-encoded as GitHub does; a path without text is an empty file).
+Collaborators: `collaborators=[FakeCollaborator("alice", "admin"), ...]`; None (the default)
+answers 403 as GitHub does to a token without push access.
 """
 
+import base64
 import hashlib
 import json
 import time
@@ -24,6 +30,21 @@ class FakeCommit:
 
 
 @dataclass
+class FakeCollaborator:
+    login: str
+    role: str = "write"  # admin, maintain, write, triage or read, as GitHub names them
+
+
+_PERMISSIONS = {  # role -> the permission flags GitHub sends with a collaborator
+    "admin": {"admin", "maintain", "push", "triage", "pull"},
+    "maintain": {"maintain", "push", "triage", "pull"},
+    "write": {"push", "triage", "pull"},
+    "triage": {"triage", "pull"},
+    "read": {"pull"},
+}
+
+
+@dataclass
 class FakeRepository:
     id: int
     owner: str
@@ -40,6 +61,8 @@ class FakeRepository:
     commits: list[FakeCommit] = field(default_factory=list)  # newest first
     latest_release: tuple[str, datetime] | None = None
     status: int = 200  # 403 or 404 to refuse
+    contents: dict[str, str] = field(default_factory=dict)  # path -> text (of `files`)
+    collaborators: list[FakeCollaborator] | None = None  # None: 403, no push access
 
     @property
     def full_name(self) -> str:
@@ -151,6 +174,11 @@ class FakeGitHub:
                 f"{base}/contents/{quote(directory)}",
                 self._guard(self._contents(repository, directory)),
             )
+        for path in repository.files:
+            route(
+                "GET", f"{base}/contents/{quote(path)}", self._guard(self._file(repository, path))
+            )
+        route("GET", f"{base}/collaborators", self._guard(self._collaborators(repository)))
         route("GET", f"{base}/commits", self._guard(self._commits(repository)))
         route("GET", f"{base}/releases/latest", self._guard(self._latest_release(repository)))
 
@@ -238,6 +266,66 @@ class FakeGitHub:
             )
 
         return reply
+
+    def _file(self, repository: FakeRepository, path: str):
+        def reply(request: Request) -> Reply:
+            data = repository.contents.get(path, "").encode()
+            encoded = base64.b64encode(data).decode()
+            # GitHub wraps the base64 text at 60 characters a line.
+            wrapped = "\n".join(encoded[i : i + 60] for i in range(0, len(encoded), 60))
+            api = f"{self.url}/repos/{repository.full_name}/contents/{path}"
+            return Reply(
+                200,
+                {
+                    "type": "file",
+                    "encoding": "base64",
+                    "size": len(data),
+                    "name": path.rsplit("/", 1)[-1],
+                    "path": path,
+                    "content": wrapped + ("\n" if wrapped else ""),
+                    "sha": hashlib.sha1(data).hexdigest(),  # noqa: S324 - a fake blob id
+                    "url": api,
+                    "html_url": f"https://github.com/{repository.full_name}/blob/main/{path}",
+                },
+            )
+
+        return reply
+
+    def _collaborators(self, repository: FakeRepository):
+        def reply(request: Request) -> Reply:
+            if repository.collaborators is None:
+                return Reply(
+                    403,
+                    {
+                        "message": "Must have push access to view repository collaborators.",
+                        "documentation_url": "https://docs.github.com/rest/collaborators",
+                        "status": "403",
+                    },
+                )
+            query = {key: values[0] for key, values in parse_qs(request.query).items()}
+            per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+            chunk = repository.collaborators[(page - 1) * per_page : page * per_page]
+            headers = {}
+            if page * per_page < len(repository.collaborators):
+                params = "&".join(
+                    f"{k}={quote(v)}" for k, v in {**query, "page": str(page + 1)}.items()
+                )
+                headers["Link"] = f'<{self.url}{request.path}?{params}>; rel="next"'
+            return Reply(200, [self._collaborator_json(c) for c in chunk], headers)
+
+        return reply
+
+    def _collaborator_json(self, collaborator: FakeCollaborator) -> dict:
+        flags = _PERMISSIONS[collaborator.role]
+        return {
+            "login": collaborator.login,
+            "id": int(hashlib.sha1(collaborator.login.encode()).hexdigest()[:8], 16),  # noqa: S324
+            "type": "User",
+            "url": f"{self.url}/users/{collaborator.login}",
+            "site_admin": False,
+            "permissions": {name: name in flags for name in _PERMISSIONS["admin"]},
+            "role_name": collaborator.role,
+        }
 
     def _commits(self, repository: FakeRepository):
         def reply(request: Request) -> Reply:
