@@ -87,12 +87,17 @@ def send_by_name(
         )
 
 
+def _kwargsrepr(message: CellMessage) -> str:
+    return f"{{'cell_id': {message.cell_id}, 'attempt': {message.attempt}}}"
+
+
 def publish_cells(messages: Iterable[CellMessage]) -> int:
     """Set each cell's wanted-attempt key, then send its job by task name to its queue.
 
     The keys go in pipelined batches (one Redis round trip per batch) before the batch's
     messages, so an agent that takes a message always finds its key. The messages go through
-    Celery's `send_task` on one pooled producer, routed explicitly to the cell's queue.
+    Celery's `send_task` on one pooled producer, routed explicitly to the cell's queue, a
+    batch of them in one pipeline (kombu's producer batch).
     """
     app = current_app
     client = redis_client()
@@ -110,19 +115,20 @@ def publish_cells(messages: Iterable[CellMessage]) -> int:
                     ex=contracts.CELL_KEY_TTL_S,
                 )
             pipe.execute()
-            for message in batch:
-                soft, hard = contracts.cell_time_limits(message.timeout_s)
-                app.send_task(
-                    contracts.RUN_CELL_TASK,
-                    kwargs={"job": message.job},
-                    task_id=message.task_id,
-                    queue=message.queue,
-                    routing_key=message.queue,
-                    soft_time_limit=soft,
-                    time_limit=hard,
-                    kwargsrepr=f"{{'cell_id': {message.cell_id}, 'attempt': {message.attempt}}}",
-                    producer=producer,
-                )
+            with producer.batch(max_size=PUBLISH_BATCH):  # one pipeline (kombu's, on Redis)
+                for message in batch:
+                    soft, hard = contracts.cell_time_limits(message.timeout_s)
+                    app.send_task(
+                        contracts.RUN_CELL_TASK,
+                        kwargs={"job": message.job},
+                        task_id=message.task_id,
+                        queue=message.queue,
+                        routing_key=message.queue,
+                        soft_time_limit=soft,
+                        time_limit=hard,
+                        kwargsrepr=_kwargsrepr(message),
+                        producer=producer,
+                    )
             sent += len(batch)
             batch.clear()
 

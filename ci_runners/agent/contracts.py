@@ -17,6 +17,22 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+
+def plain(value: Any) -> Any:
+    """`dataclasses.asdict` for the wire's values (dataclasses, dicts, lists and tuples of
+    JSON scalars), copied as deep, at a fraction of its cost: the web side turns thousands
+    of jobs into messages per night."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(plain(item) for item in value)
+    return value
+
+
 # --- task names and queues ------------------------------------------------------------------
 
 RUN_CELL_TASK = "ci_runners.agent.run_cell"
@@ -191,7 +207,7 @@ class TestConfig:
     deselect: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestConfig:
@@ -230,7 +246,7 @@ class Job:
         return f"torch=={self.torch_version}{local}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:

@@ -603,6 +603,7 @@ def _statuses_set_last_final(newest: dict[tuple[int, int], CompatCell]) -> None:
             project_id__in={project_id for project_id, _ in newest},
             target_id__in={target_id for _, target_id in newest},
         )
+        .only("pk", "project_id", "target_id", "last_final_cell_id")
         .order_by("pk")
     )
     changed = []

@@ -57,6 +57,8 @@ class NightPlan:
     forced: bool = False
     carry: dict[tuple[int, int], CompatCell] = field(default_factory=dict)
     heads: dict[int, str | None] = field(default_factory=dict)
+    # `job_hashes_of` the projects on the targets, once the plan needed them (not forced).
+    hashes: dict[tuple[int, int], str] | None = None
 
     @property
     def planned(self) -> int:
@@ -140,6 +142,7 @@ def night_plan(
     project_ids = [project.pk for project in plan.projects]
     configs = configs_of(project_ids)
     hashes = job_hashes_of(projects=plan.projects, targets=plan.targets, configs=configs)
+    plan.hashes = hashes
     candidates = _candidates(
         project_ids=project_ids,
         target_ids=[target.pk for target in plan.targets],
@@ -172,6 +175,13 @@ def night_plan(
     return plan
 
 
+# What a carried cell copies of its evidence, and what the plan reads of it (not its log).
+EVIDENCE_FIELDS = tuple(
+    f"last_final_cell__{name}"
+    for name in ("target_id", "queue", "job_hash", "carried_from_id", *CARRIED_FIELDS)
+)
+
+
 def _candidates(
     *,
     project_ids: Sequence[int],
@@ -200,6 +210,7 @@ def _candidates(
             )
             .filter(original_started__gte=since)
             .select_related("last_final_cell")
+            .only("project_id", "target_id", *EVIDENCE_FIELDS)
         )
         for status in statuses:
             evidence = status.last_final_cell

@@ -79,7 +79,11 @@ def night_start(
         if not scheduled_slot_claim(job=NIGHTLY_JOB, slot=slot):
             return None
         compat_runs_request_for_projects(
-            projects=plan.projects, targets=plan.targets, trigger=trigger, carry=plan.carry
+            projects=plan.projects,
+            targets=plan.targets,
+            trigger=trigger,
+            carry=plan.carry,
+            job_hashes=plan.hashes,
         )
     logger.info(
         "night %s: %d cells planned, %d dispatched, %d carried%s",

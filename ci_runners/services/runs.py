@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,12 +16,34 @@ from ci_runners.services.cells import cell_transition, cells_finalize, matrix_pr
 from ci_runners.services.dispatch import CHUNK, cells_dispatch_waiting, job_hash_of
 from ci_runners.services.night_plan import carried_cell, job_hashes_of
 from ci_runners.states import ACTIVE_STATES, CellState
+from registry.bulk import bulk_insert
 from registry.models import Project
 from registry.repository_urls import InvalidRepositoryURL, parse_repository_url
 
 
 class CompatRunRefused(Exception):
     """The run cannot be requested as asked; the message says why."""
+
+
+MAINTAINER_RUNS_WINDOW = timedelta(hours=1)
+
+
+class RunLimitReached(CompatRunRefused):
+    """A maintainer's run refused by the project's hourly allowance; `retry_after_s` says when
+    the next one may start."""
+
+    def __init__(self, *, limit: int, retry_after_s: int) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        minutes = max(1, -(-retry_after_s // 60))
+        super().__init__(
+            f"This project's maintainers may start {limit} runs an hour; the next one "
+            f"can start in {minutes} minute{'s' if minutes != 1 else ''}."
+        )
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 def _update_statuses(cells: list[CompatCell]) -> None:
@@ -116,18 +139,58 @@ def compat_run_request(
     return run
 
 
+def compat_run_request_manual(*, project: Project, requested_by: Any) -> CompatRun:
+    """A run of `project` asked for now by staff or one of its maintainers (the caller checks
+    who may), against every active target.
+
+    Staff are not limited. The maintainers share the project's allowance of
+    `COMPAT_MAINTAINER_RUNS_PER_HOUR` manual runs an hour, counted from the runs themselves
+    under a lock of the project's row, in the transaction that creates the run: of two
+    requests at once for the last run of the hour, one waits for the other's and is refused
+    (`RunLimitReached`)."""
+    with transaction.atomic():
+        if not getattr(requested_by, "is_staff", False):
+            Project.objects.select_for_update().filter(pk=project.pk).first()
+            _check_maintainer_allowance(project=project, now=timezone.now())
+        return compat_run_request(
+            project=project, trigger=CompatRun.Trigger.MANUAL, requested_by=requested_by
+        )
+
+
+def _check_maintainer_allowance(*, project: Project, now: datetime) -> None:
+    limit: int = getattr(settings, "COMPAT_MAINTAINER_RUNS_PER_HOUR", 6)
+    recent = list(
+        CompatRun.objects.filter(
+            project=project,
+            trigger=CompatRun.Trigger.MANUAL,
+            requested_by__is_staff=False,
+            created_at__gt=now - MAINTAINER_RUNS_WINDOW,
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[: max(limit, 1)]
+    )
+    if len(recent) < limit:
+        return
+    # The oldest of the `limit` latest runs leaves the window first.
+    frees_at = (recent[-1] if limit > 0 and recent else now) + MAINTAINER_RUNS_WINDOW
+    retry_after_s = max(1, int((frees_at - now).total_seconds()) + 1)
+    raise RunLimitReached(limit=limit, retry_after_s=retry_after_s)
+
+
 def compat_runs_request_for_projects(
     *,
     projects: Iterable[Project],
     targets: Iterable[TorchTarget] | None,
     trigger: str,
     carry: Mapping[tuple[int, int], CompatCell] | None = None,
+    job_hashes: Mapping[tuple[int, int], str] | None = None,
 ) -> int:
     """One run per project against the targets, in bulk (nightly, new release). Returns cells.
 
     `carry` maps (project id, target id) to the evidence cell of a cell that need not run
     (`services.night_plan`): that cell is made final at once, a copy of the evidence's result
-    (`carried_cell`); the other cells are queued and dispatched.
+    (`carried_cell`); the other cells are queued and dispatched. `job_hashes`: the plan's
+    `job_hashes_of` these projects and targets, when it has them (else computed here).
     """
     _check_trigger(trigger)
     chosen = _targets(targets)
@@ -136,26 +199,22 @@ def compat_runs_request_for_projects(
         return 0
     carry = carry or {}
     with transaction.atomic():
-        runs = CompatRun.objects.bulk_create(
-            [CompatRun(project=project, trigger=trigger) for project in project_list],
-            batch_size=CHUNK,
-        )
-        hashes = job_hashes_of(projects=project_list, targets=chosen)
+        runs = [CompatRun(project=project, trigger=trigger) for project in project_list]
+        bulk_insert(runs)
+        hashes = job_hashes or job_hashes_of(projects=project_list, targets=chosen)
         now = timezone.now()
-        cells = CompatCell.objects.bulk_create(
-            [
-                _new_cell(
-                    run=run,
-                    target=target,
-                    job_hash=hashes[project.pk, target.pk],
-                    evidence=carry.get((project.pk, target.pk)),
-                    now=now,
-                )
-                for run, project in zip(runs, project_list, strict=True)
-                for target in chosen
-            ],
-            batch_size=CHUNK,
-        )
+        cells = [
+            _new_cell(
+                run=run,
+                target=target,
+                job_hash=hashes[project.pk, target.pk],
+                evidence=carry.get((project.pk, target.pk)),
+                now=now,
+            )
+            for run, project in zip(runs, project_list, strict=True)
+            for target in chosen
+        ]
+        bulk_insert(cells)
         _update_statuses(cells)
         carried = [cell for cell in cells if cell.carried_from_id is not None]
         if carried:
