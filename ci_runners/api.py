@@ -1,47 +1,31 @@
-"""Public REST API of the compatibility runs: torch targets, runs and cells (read), starting
-and cancelling a project's runs (staff and its maintainers, as on the project page, with the
-maintainers' hourly allowance), and the staff-only test overrides of projects.
+"""Public REST API of the compatibility runs: cells (read) and the staff-only test overrides
+of projects, and `register`, which assembles this app's endpoints under /api/v1/ for
+`config/api.py`: the torch targets (`api_targets`), runs started and cancelled by staff and a
+project's maintainers (`api_runs`), bisections, release reports and deprecation forecasts.
 
-Runs of registry projects are public; runs of an applicant's repository (no project yet) are
-visible to staff only. Assembled under /api/v1/ by `config/api.py`.
+Cells of registry projects are public; cells of an applicant's repository (no project yet) are
+visible to staff only.
 """
 
 from django.db.models import QuerySet
 from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
-from rest_framework.decorators import action
-from rest_framework.exceptions import Throttled, ValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ci_runners import api_release_reports, selectors, services
+from ci_runners import api_release_reports, services
 from ci_runners.api_bisections import BisectionViewSet
 from ci_runners.api_deprecations import DeprecationForecastViewSet
-from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.api_runs import CompatRunViewSet
+from ci_runners.api_targets import TorchTargetSerializer, TorchTargetViewSet
+from ci_runners.models import CompatCell, ProjectTestConfig
 from ci_runners.states import CELL_STATE_CHOICES
 from registry.models import Project
-
-
-class TorchTargetSerializer(serializers.ModelSerializer):
-    label = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = TorchTarget
-        fields = [
-            "id",
-            "label",
-            "version",
-            "variant",
-            "python_version",
-            "prerelease",
-            "active",
-            "capability",
-            "approved_at",
-        ]
 
 
 class CompatCellSerializer(serializers.ModelSerializer):
@@ -150,133 +134,6 @@ class CompatCellSerializer(serializers.ModelSerializer):
             "carried_from",
         ]
         read_only_fields = fields
-
-
-class CompatRunSerializer(serializers.ModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-    cell_states = serializers.SerializerMethodField()
-
-    class Meta:
-        model = CompatRun
-        fields = [
-            "id",
-            "project",
-            "trigger",
-            "ref",
-            "resolved_commit",
-            "created_at",
-            "finished_at",
-            "cancelled_at",
-            "cell_states",
-        ]
-        read_only_fields = fields
-
-    def get_cell_states(self, run: CompatRun) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for cell in run.cells.all():
-            counts[cell.state] = counts.get(cell.state, 0) + 1
-        return counts
-
-
-class TorchTargetViewSet(viewsets.ReadOnlyModelViewSet):
-    """The PyTorch builds the compatibility matrix runs against."""
-
-    serializer_class = TorchTargetSerializer
-    permission_classes = [AllowAny]
-    queryset = TorchTarget.objects.all()
-    filterset_fields = ["active", "version", "capability"]
-
-
-class CompatRunFilter(filters.FilterSet):
-    project = filters.CharFilter(field_name="project__slug", help_text="Project slug.")
-    trigger = filters.ChoiceFilter(choices=CompatRun.Trigger.choices)
-
-    class Meta:
-        model = CompatRun
-        fields = ["project", "trigger"]
-
-
-class CompatRunRequestSerializer(serializers.Serializer):
-    # A CharField (not a SlugRelatedField): it refuses a NUL byte before the database sees it.
-    project = serializers.CharField(max_length=200, help_text="Project slug.")
-
-    def validate_project(self, slug: str) -> Project:
-        project = Project.objects.filter(slug=slug).first()
-        if project is None:
-            raise serializers.ValidationError("No project with this slug.")
-        return project
-
-
-class CompatRunCancelledSerializer(serializers.Serializer):
-    cancelled = serializers.IntegerField(help_text="Cells cancelled (0: none was unfinished).")
-    run = CompatRunSerializer()
-
-
-MANAGE_RUNS_RULE = "Only staff and the project's maintainers can start and cancel its runs."
-
-
-class CompatRunViewSet(viewsets.ReadOnlyModelViewSet):
-    """Compatibility runs (one project against several targets), newest first. Staff and a
-    project's maintainers start and cancel its runs, as on the project page."""
-
-    serializer_class = CompatRunSerializer
-    permission_classes = [AllowAny]
-    filterset_class = CompatRunFilter
-
-    def get_queryset(self) -> QuerySet[CompatRun]:
-        return (
-            CompatRun.objects.visible_to(self.request.user)
-            .select_related("project")
-            .prefetch_related("cells")
-            .order_by("-created_at", "-id")
-        )
-
-    def get_permissions(self):
-        if self.action in ("create", "cancel"):
-            return [IsAuthenticated()]
-        return super().get_permissions()
-
-    def _require_manager(self, request: Request, project: Project | None) -> None:
-        if not selectors.user_can_manage_runs(user=request.user, project=project):
-            self.permission_denied(request, message=MANAGE_RUNS_RULE)
-
-    @extend_schema(
-        request=CompatRunRequestSerializer,
-        responses={
-            201: CompatRunSerializer,
-            429: OpenApiResponse(
-                description="The project's maintainers started their hourly allowance of runs "
-                "(COMPAT_MAINTAINER_RUNS_PER_HOUR); Retry-After says when the next may start."
-            ),
-        },
-        description="Run the project's test suite against every active PyTorch target now "
-        "(staff, and the project's maintainers within the project's hourly allowance).",
-    )
-    def create(self, request: Request, *args, **kwargs) -> Response:
-        body = CompatRunRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        project = body.validated_data["project"]
-        self._require_manager(request, project)
-        limited = selectors.run_limit_reached(user=request.user, project=project)
-        if limited is not None:
-            raise Throttled(wait=limited.retry_after_s, detail=limited.message)
-        try:
-            run = services.compat_run_request(
-                project=project, trigger=CompatRun.Trigger.MANUAL, requested_by=request.user
-            )
-        except services.CompatRunRefused as refused:
-            raise ValidationError({"detail": str(refused)}) from None
-        return Response(CompatRunSerializer(run).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=None, responses=CompatRunCancelledSerializer)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str | None = None) -> Response:
-        """Cancel the run's unfinished cells (runners stop the running ones)."""
-        run = self.get_object()
-        self._require_manager(request, run.project)
-        cancelled = services.compat_run_cancel(run=run, actor=request.user)
-        run = self.get_queryset().get(pk=run.pk)
-        return Response(CompatRunCancelledSerializer({"cancelled": cancelled, "run": run}).data)
 
 
 class CellCursorPagination(CursorPagination):

@@ -13,18 +13,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ci_runners import release_reports
+from ci_runners.api_targets import TorchTargetSerializer
 
 CLASSES_HELP = "One of: " + ", ".join(release_reports.CLASSIFICATIONS) + "."
 
 
-class ReleaseTargetSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    label = serializers.CharField()
-    version = serializers.CharField()
-    variant = serializers.CharField()
-    python_version = serializers.CharField()
-    capability = serializers.CharField()
-    active = serializers.BooleanField()
+class ReleaseTargetSerializer(TorchTargetSerializer):
+    """A target of the release, as `/api/v1/torch-targets/` shows it, fewer fields."""
+
+    class Meta(TorchTargetSerializer.Meta):
+        fields = ["id", "label", "version", "variant", "python_version", "capability", "active"]
+        read_only_fields = fields
 
 
 class ReportCellSerializer(serializers.Serializer):

@@ -41,56 +41,6 @@ def user_can_manage_runs(*, user: Any, project: Project | None) -> bool:
     return project is not None and user_maintains(user=user, project=project)
 
 
-MAINTAINER_RUNS_WINDOW = timedelta(hours=1)
-
-
-def maintainer_runs_per_hour() -> int:
-    return getattr(settings, "COMPAT_MAINTAINER_RUNS_PER_HOUR", 6)
-
-
-@dataclass(frozen=True)
-class RunLimitReached:
-    """A maintainer's run refused by the project's hourly allowance."""
-
-    limit: int
-    retry_after_s: int
-
-    @property
-    def message(self) -> str:
-        minutes = max(1, -(-self.retry_after_s // 60))
-        return (
-            f"This project's maintainers may start {self.limit} runs an hour; the next one "
-            f"can start in {minutes} minute{'s' if minutes != 1 else ''}."
-        )
-
-
-def run_limit_reached(*, user: Any, project: Project, now: Any = None) -> RunLimitReached | None:
-    """None if `user` may start a run of `project` now, else when they may (and why not).
-
-    Staff are not limited. Anyone else (the project's maintainers) shares the project's
-    allowance: at most `COMPAT_MAINTAINER_RUNS_PER_HOUR` manual runs requested by non-staff
-    users in the last hour, counted from the runs themselves."""
-    if getattr(user, "is_staff", False):
-        return None
-    now = now or timezone.now()
-    limit = maintainer_runs_per_hour()
-    recent = list(
-        CompatRun.objects.filter(
-            project=project,
-            trigger=CompatRun.Trigger.MANUAL,
-            requested_by__is_staff=False,
-            created_at__gt=now - MAINTAINER_RUNS_WINDOW,
-        )
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[: max(limit, 1)]
-    )
-    if len(recent) < limit:
-        return None
-    # The oldest of the `limit` latest runs leaves the window first.
-    frees_at = (recent[-1] if limit > 0 and recent else now) + MAINTAINER_RUNS_WINDOW
-    return RunLimitReached(limit, max(1, int((frees_at - now).total_seconds()) + 1))
-
-
 def active_targets() -> list[TorchTarget]:
     return list(TorchTarget.objects.filter(active=True))
 

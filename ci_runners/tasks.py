@@ -14,6 +14,7 @@ from celery import shared_task
 
 from ci_runners import services
 from ci_runners.agent import contracts
+from ci_runners.services.webhooks import webhook_deliveries_prune
 from registry.models import Project
 from registry.sources.pypi import PyPIUnavailable
 
@@ -50,6 +51,11 @@ def reap_stale_cells() -> dict:
 @shared_task(name="ci_runners.nightly_runs")
 def nightly_runs() -> int:
     return services.nightly_runs()
+
+
+@shared_task(name="ci_runners.prune_webhook_deliveries")
+def prune_webhook_deliveries() -> int:
+    return webhook_deliveries_prune()
 
 
 @shared_task(

@@ -16,6 +16,7 @@ from ci_runners import release_reports, selectors, services
 from ci_runners.deprecations import forecast as deprecation_forecast
 from ci_runners.forms import TestOverrideForm
 from ci_runners.models import Bisection, CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.services.runs import RunLimitReached, compat_run_request_manual
 from ci_runners.states import CELL_STATE_CHOICES, CELL_STATE_VALUES
 from registry.models import Project
 from registry.sources.pypi import PyPIUnavailable
@@ -96,16 +97,13 @@ def project_run_now(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project(slug)
     if not selectors.user_can_manage_runs(user=request.user, project=project):
         raise PermissionDenied("Only staff and the project's maintainers can start runs.")
-    limited = selectors.run_limit_reached(user=request.user, project=project)
-    if limited is not None:
+    try:
+        run = compat_run_request_manual(project=project, requested_by=request.user)
+    except RunLimitReached as limited:
         if request.htmx:  # the fragment again, the refusal as its notice
             return project_matrix(request, slug, notice=limited.message)
         messages.error(request, limited.message)
         return redirect(project.get_absolute_url())
-    try:
-        run = services.compat_run_request(
-            project=project, trigger=CompatRun.Trigger.MANUAL, requested_by=request.user
-        )
     except services.CompatRunRefused as exc:
         if request.htmx:
             return HttpResponse(str(exc), status=400)

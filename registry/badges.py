@@ -72,6 +72,11 @@ REVIEW_COLORS: dict[str, str] = {
     "withdrawn": "lightgrey",
 }
 
+# The review state the landscape import gives a hosted project ("hosted since 2025-04-08",
+# registry/services.py): accepted by the foundation, shown in the hosted colour.
+HOSTED_SINCE = "hosted since "
+HOSTED_COLOR = "blue"
+
 _VERSION_PART = re.compile(r"\d+")
 
 
@@ -249,7 +254,7 @@ def badge_for(kind: str, summary: ProjectSummary | None) -> Badge:
         if summary.status == "retired":
             return Badge(label, "retired", "lightgrey")
         if summary.kind == "hosted":
-            return Badge(label, "hosted", "blue")
+            return Badge(label, "hosted", HOSTED_COLOR)
         return Badge(label, "active", "brightgreen")
     if kind == "compat":
         return _compat_badge(label, summary)
@@ -257,7 +262,9 @@ def badge_for(kind: str, summary: ProjectSummary | None) -> Badge:
     if not state and summary.kind == "hosted":
         # Hosted projects are accepted by the foundation, not through a TAC review.
         accepted = f", accepted {summary.accepted_on}" if summary.accepted_on else ""
-        return Badge(label, f"hosted{accepted}", "blue")
+        return Badge(label, f"hosted{accepted}", HOSTED_COLOR)
     if not state:
         return Badge(label, "none", "lightgrey")
+    if state.startswith(HOSTED_SINCE):
+        return Badge(label, state, HOSTED_COLOR)
     return Badge(label, state.replace("_", " "), REVIEW_COLORS.get(state, UNKNOWN_COLOR))

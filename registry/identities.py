@@ -103,7 +103,11 @@ def maintainer_candidates_promote(*, handle: str, actor: Any) -> list[Project]:
     """Every project naming `handle` among its maintainer candidates gets it among its
     maintainers (spelled as given; an audited change), and loses the candidate entry."""
     lowered = handle.lower()
-    found = Project.objects.select_for_update().filter(maintainer_candidates__icontains=handle)
+    found = (
+        Project.objects.select_for_update()
+        .filter(maintainer_candidates__icontains=handle)
+        .order_by("pk")  # one locking order for every caller
+    )
     promoted = []
     for project in found:
         named = [

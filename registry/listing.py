@@ -17,9 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from registry.logos import LogoFile, LogoRefused, logo_card_png, logo_content_type
@@ -357,18 +360,40 @@ def listing_owner_transfer(*, project: Project, actor: Any, new_owner: str) -> L
 
 
 def maintainer_emails(*, handles: list[str]) -> set[str]:
-    """Emails of the users whose verified GitHub handle is one of `handles`."""
-    lowered = {h.lower() for h in handles}
-    return {
-        identity.user.email
-        for identity in MaintainerIdentity.objects.filter(verified=True).select_related("user")
-        if identity.github_handle.lower() in lowered and identity.user.email
-    }
+    """Emails of the users whose verified GitHub handle is one of `handles` (one query)."""
+    lowered = sorted({h.lower() for h in handles if isinstance(h, str)})
+    if not lowered:
+        return set()
+    emails = (
+        MaintainerIdentity.objects.filter(verified=True)
+        .annotate(handle_lower=Lower("github_handle"))
+        .filter(handle_lower__in=lowered)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
+    return set(emails)
+
+
+def project_maintainer_emails(*, project: Project) -> set[str]:
+    """Where mail to a project's maintainers goes: the accounts of its maintainers (a verified
+    GitHub handle in `maintainers`), and the contact its repository file names
+    (`[tool.pytorch-ecosystem] contact`, stored on sync) when that is an email address."""
+    emails = maintainer_emails(handles=list(project.maintainers))
+    contact = (project.repo_config or {}).get("contact")
+    if isinstance(contact, str) and contact:
+        try:
+            validate_email(contact)
+        except ValidationError:
+            return emails
+        emails.add(contact)
+    return emails
 
 
 def _maintainers_mail(*, project: Project, actor: Any, text: str, also: list[str]) -> None:
     """Tell every maintainer (and `also`: who was one before) once the change is committed."""
-    recipients = sorted(maintainer_emails(handles=[*project.maintainers, *also]))
+    recipients = sorted(
+        project_maintainer_emails(project=project) | maintainer_emails(handles=also)
+    )
     who = user_github_handle(user=actor) or getattr(actor, "get_username", lambda: "staff")()
     site = getattr(settings, "SITE_URL", "").rstrip("/")
     body = (

@@ -9,13 +9,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 from packaging.utils import canonicalize_name
 
+from registry.badges import HOSTED_SINCE
 from registry.bulk import bulk_update
 from registry.landscape import LandscapeItem, ParsedLandscape, ReviewDue, review_dates_plan
 from registry.logos import LogoRefused, logo_card_png, logo_read
-from registry.models import Category, Logo, Project, ProjectExemption, RepoSnapshot
+from registry.models import (
+    Category,
+    Logo,
+    MaintainerIdentity,
+    Project,
+    ProjectExemption,
+    RepoSnapshot,
+)
 from registry.repository_urls import OWNER_RE, REPO_RE, Repository
 from registry.sources import github, pypi
 from registry.sources.repo_config import RepoConfig, repo_config_parse
@@ -341,9 +350,6 @@ def landscape_schedule_reviews(*, slugs: list[str], today: date | None = None) -
     return len(changed)
 
 
-HOSTED_SINCE = "hosted since "
-
-
 def _landscape_hosted_review_states(*, slugs: list[str]) -> None:
     """Active hosted projects with an acceptance date: review state "hosted since DATE", unless
     a review has set another state since."""
@@ -656,8 +662,9 @@ def project_sync_repository_files(
     and record what they say: the PyPI name (`pyproject.toml` or `setup.cfg`, once PyPI
     confirms it; never over a name staff or a maintainer set, nor over a name from elsewhere),
     the maintainer candidates (CODEOWNERS, MAINTAINERS, admin and maintain collaborators, the
-    repository file's `maintainers`, less those who are maintainers already; never added to
-    `maintainers` here: a sign-in with GitHub promotes them), and the repository
+    repository file's `maintainers`, less those who are maintainers already; a candidate
+    who signed in with GitHub before becomes a maintainer at once, the others when they sign
+    in: `registry.identities.maintainer_candidates_promote`), and the repository
     file `[tool.pytorch-ecosystem]` (`Project.repo_config`, and the exemptions it claims).
 
     Never raises for GitHub or PyPI: when GitHub cannot be read nothing is written (False);
@@ -687,6 +694,7 @@ def project_sync_repository_files(
         candidates=candidates,
         pypi_name=pypi_name,
     )
+    _candidates_promote_signed_in(project=project)
     return True
 
 
@@ -781,6 +789,35 @@ def _project_record_repository_files(
         )
     for attribute in ("repo_config", "maintainer_candidates", "pypi_name", "pypi_name_origin"):
         setattr(project, attribute, getattr(locked, attribute))
+
+
+def _candidates_promote_signed_in(*, project: Project) -> int:
+    """The project's candidates who have signed in already (a verified identity of that handle)
+    become maintainers now, as their sign-in would have made them (an audited change, by no
+    one: the sync); the others wait for their sign-in. Returns how many handles were promoted.
+
+    Run after the candidates are committed, in a transaction of its own: the promotion locks
+    every project naming the handle, which must not wait while this one is held."""
+    # registry.identities builds on registry.listing, which imports this module.
+    from registry.identities import maintainer_candidates_promote
+
+    candidates = project.maintainer_candidates
+    handles = {str(c.get("handle", "")).lower() for c in candidates if isinstance(c, dict)}
+    if not handles:
+        return 0
+    verified = (
+        MaintainerIdentity.objects.filter(verified=True)
+        .annotate(handle_lower=Lower("github_handle"))
+        .filter(handle_lower__in=sorted(handles))
+        .values_list("github_handle", flat=True)
+    )
+    promoted = 0
+    with transaction.atomic():
+        for handle in sorted(verified):
+            promoted += bool(maintainer_candidates_promote(handle=handle, actor=None))
+    if promoted:
+        project.refresh_from_db(fields=["maintainers", "maintainer_candidates"])
+    return promoted
 
 
 def _project_sync_file_exemptions(

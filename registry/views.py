@@ -10,6 +10,7 @@ from django.views.decorators.gzip import gzip_page
 
 from registry import selectors
 from registry.declared import project_compatibility
+from registry.listing import user_manages
 from registry.models import Logo, Project
 
 
@@ -56,6 +57,8 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "snapshot": snapshot,
         "history": selectors.project_health_history(project=project),
         "compatibility": project_compatibility(project=project),
+        # One query for a signed-in user, none for a visitor: the "Manage listing" link.
+        "manages": user_manages(user=request.user, project=project),
     }
     return render(request, "registry/project_detail.html", context)
 

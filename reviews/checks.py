@@ -12,9 +12,9 @@ from datetime import datetime
 from urllib.parse import quote
 
 import requests
-from django.conf import settings
 from django.utils import timezone
 
+from registry.sources import pypi
 from reviews import criteria
 
 logger = logging.getLogger(__name__)
@@ -22,8 +22,7 @@ logger = logging.getLogger(__name__)
 MET, UNMET, UNKNOWN, NOT_APPLICABLE = "met", "unmet", "unknown", "na"
 # Where a check stands (CriterionResult.CheckState): it measured, it waits, or it could not run.
 MEASURED, RUNNING, FAILED = "measured", "running", "failed"
-PYPI_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
-PYPI_TIMEOUT_S = 10
+PYPI_NAME_RE = pypi.PYPI_NAME_RE  # the application form checks names with it
 
 
 @dataclass(frozen=True)
@@ -162,36 +161,43 @@ def health_figures(health) -> dict:
 
 
 def pypi_measurement(package: str) -> Measurement:
-    """Criterion 9: is there a package on PyPI with files to install?"""
+    """Criterion 9: is there a package on PyPI with files to install? (PyPI is read through
+    `registry.sources.pypi`, the one module that talks to it.)"""
     at = timezone.now()
-    if not package or not PYPI_NAME_RE.fullmatch(package):
+    if not package or not pypi.valid_package_name(package):
         return Measurement(9, UNKNOWN, "no valid PyPI package name to look up", "", at)
-    api = settings.PYPI_JSON_URL.format(name=quote(package, safe=""))
     page = f"https://pypi.org/project/{quote(package, safe='')}/"
     try:
-        response = requests.get(api, timeout=PYPI_TIMEOUT_S, headers={"Accept": "application/json"})
-    except requests.RequestException as error:
-        logger.info("PyPI unreachable for %s: %s", package, error)
-        return Measurement(
-            9, UNKNOWN, f"PyPI could not be reached ({type(error).__name__})", "", at, FAILED
-        )
-    if response.status_code == 404:
+        data = pypi.package_json(name=package)
+    except pypi.PyPIUnavailable as error:
+        logger.info("PyPI unreadable for %s: %s", package, error)
+        return Measurement(9, UNKNOWN, _pypi_failure(error), "", at, FAILED)
+    if data is None:
         return Measurement(
             9, UNMET,
             f"no package {package!r} on PyPI (conda is not checked: a reviewer may override)",
             "", at,
         )  # fmt: skip
-    if response.status_code != 200:
-        return Measurement(9, UNKNOWN, f"PyPI answered HTTP {response.status_code}", "", at, FAILED)
     try:
-        data = response.json()
         version = str(data["info"]["version"])[:50]
         has_files = bool(data.get("urls")) or any((data.get("releases") or {}).values())
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return Measurement(9, UNKNOWN, "PyPI answered with an unexpected body", "", at, FAILED)
     if not has_files:
         return Measurement(9, UNMET, f"{package} {version} has no files on PyPI", page, at)
     return Measurement(9, MET, f"{package} {version} on PyPI", page, at)
+
+
+def _pypi_failure(error: pypi.PyPIUnavailable) -> str:
+    """What the criterion shows when PyPI could not be read: an error status, a body that is
+    not JSON, or no answer at all."""
+    cause = error.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(cause, requests.HTTPError) and response is not None:
+        return f"PyPI answered HTTP {response.status_code}"
+    if isinstance(cause, ValueError) or cause is None:
+        return "PyPI answered with an unexpected body"
+    return f"PyPI could not be reached ({type(cause).__name__})"
 
 
 # --- compatibility runs -----------------------------------------------------------------------

@@ -19,7 +19,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ci_runners.services.test_configs import TestConfigInvalid
+from ci_runners.models import MAX_CELL_TIMEOUT_S
+from ci_runners.services.test_configs import MIN_TIMEOUT_S, TestConfigInvalid
 from registry import listing
 from registry.models import Category, ListingChange, Project, ProjectExemption
 from registry.services import project_webhook_secret_rotate
@@ -83,6 +84,13 @@ class RecipeSerializer(serializers.Serializer):
     test_paths = serializers.ListField(child=serializers.CharField(), required=False)
     deselect = serializers.ListField(child=serializers.CharField(), required=False)
     env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    timeout_s = serializers.IntegerField(
+        required=False,
+        min_value=MIN_TIMEOUT_S,
+        max_value=MAX_CELL_TIMEOUT_S,
+        help_text="Seconds a cell may run; 900 (the default) lets the repository file's "
+        "timeout_s apply.",
+    )
 
 
 class ManagedProjectSerializer(serializers.ModelSerializer):

@@ -8,6 +8,8 @@ from typing import Any
 
 from django import forms
 
+from ci_runners.models import MAX_CELL_TIMEOUT_S
+from ci_runners.services.test_configs import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 from registry.listing import LISTING_LOGO_MAX_BYTES, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS
 from registry.models import Category
 from reviews import criteria
@@ -91,6 +93,15 @@ class RecipeForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="NAME=value, one a line; no secrets.",
     )
+    timeout_s = forms.IntegerField(
+        required=False,
+        min_value=MIN_TIMEOUT_S,
+        max_value=MAX_CELL_TIMEOUT_S,
+        label="Timeout (seconds)",
+        help_text=f"How long one run of the tests may take, {MIN_TIMEOUT_S} s to "
+        f"{MAX_CELL_TIMEOUT_S // 3600} h. Empty or {DEFAULT_TIMEOUT_S}: the repository file's "
+        "timeout_s, else the default.",
+    )
 
     @staticmethod
     def initial_from(recipe: dict[str, Any]) -> dict[str, str]:
@@ -101,6 +112,7 @@ class RecipeForm(forms.Form):
             "test_paths": "\n".join(recipe["test_paths"]),
             "deselect": "\n".join(recipe["deselect"]),
             "env": "\n".join(f"{name}={value}" for name, value in recipe["env"].items()),
+            "timeout_s": recipe["timeout_s"],
         }
 
     def clean_env(self) -> dict[str, str]:
@@ -122,4 +134,5 @@ class RecipeForm(forms.Form):
             "test_paths": _lines(data["test_paths"]),
             "deselect": _lines(data["deselect"]),
             "env": data["env"],
+            "timeout_s": data["timeout_s"] or DEFAULT_TIMEOUT_S,
         }

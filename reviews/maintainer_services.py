@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ci_runners.models import ProjectTestConfig
 from ci_runners.services import project_test_config_update
-from ci_runners.services.test_configs import TestConfigInvalid, test_override_of
+from ci_runners.services.test_configs import TestConfigInvalid, test_config_values
 from registry import listing
 from registry.models import ListingChange, Project, ProjectExemption
 from reviews import criteria
@@ -26,8 +26,9 @@ from reviews.services.permissions import roles_on
 from reviews.services.submissions import onboarding_task_set
 from reviews.states import APPLICANT, REVIEWER, STAFF, NotAllowed, SubmissionState
 
-# The recipe fields a maintainer may override; the source (a URL or path staff may set), the
-# limits and the GPU flag stay with staff.
+# The recipe fields a maintainer may override, and the cells' timeout (10 s to 4 h, the
+# model's constraint); the source (a URL or path staff may set), the concurrency limit and the
+# GPU flag stay with staff.
 MAINTAINER_RECIPE_FIELDS = (
     "extra_requirements",
     "extras",
@@ -35,6 +36,7 @@ MAINTAINER_RECIPE_FIELDS = (
     "test_paths",
     "deselect",
     "env",
+    "timeout_s",
 )
 
 
@@ -44,7 +46,7 @@ MAINTAINER_RECIPE_FIELDS = (
 def maintainer_recipe_of(*, project: Project) -> dict[str, Any]:
     """The maintainer-editable part of the project's test override, JSON-ready."""
     config = ProjectTestConfig.objects.filter(project=project).first()
-    current = test_override_of(config).as_dict()
+    current = test_config_values(config)
     return {name: current[name] for name in MAINTAINER_RECIPE_FIELDS}
 
 

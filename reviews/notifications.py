@@ -19,7 +19,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db.models.functions import Lower
 from django.urls import reverse
 
-from registry.models import MaintainerIdentity
+from registry.listing import project_maintainer_emails
 from reviews.models import PeriodicReview, ReviewEvent, Submission
 from reviews.roles import REVIEWERS_GROUP, STAFF_GROUP, VOTING_GROUP, conflict_reason
 from reviews.states import PeriodicReviewState, SubmissionState
@@ -91,14 +91,11 @@ def contacts_with_other_accounts(submission: Submission, contacts: set[str]) -> 
 
 
 def maintainer_emails(review: PeriodicReview) -> set[str]:
-    """Emails of a project's maintainers: linked accounts, plus the contacts of its application."""
+    """Emails of a project's maintainers: the accounts whose verified GitHub handle the project
+    lists as a maintainer and its repository file's contact (`project_maintainer_emails`), plus
+    the contacts of its accepted application."""
     project = review.project
-    handles = [handle.lower() for handle in project.maintainers]
-    emails = {
-        identity.user.email
-        for identity in MaintainerIdentity.objects.select_related("user")
-        if identity.github_handle.lower() in handles and identity.user.email
-    }
+    emails = project_maintainer_emails(project=project)
     application = (
         Submission.objects.filter(project=project, state=SubmissionState.ACCEPTED)
         .order_by("-decided_at")

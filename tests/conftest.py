@@ -26,3 +26,12 @@ def private_redis(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def broker(private_redis, settings):
+    """Celery publishes to this session's private Redis, emptied before the test starts (the
+    compatibility-run tests use it for every test: `tests/ci_runners/conftest.py`)."""
+    private_redis.client().flushall()
+    settings.CELERY_BROKER_URL = private_redis.url
+    return private_redis

@@ -72,19 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ci_runners.agent")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run one project's tests against one torch build")
-    run.add_argument("--source", required=True, help="git URL or local path")
-    run.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+    _add_job_arguments(run)
     run.add_argument("--torch", required=True, type=_torch_version, dest="torch_version")
     run.add_argument("--variant", default=None, help="local version tag, e.g. cpu or cu126")
-    run.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
-    run.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
-    _add_override_arguments(run)
-    run.add_argument("--work-root", default=None, type=Path)
-    run.add_argument(
-        "--unsafe-no-sandbox",
-        action="store_true",
-        help="run tests WITHOUT the sandbox (local debugging only)",
-    )
     run.add_argument(
         "--test-beyond-declared-range",
         action="store_true",
@@ -100,27 +90,36 @@ def build_parser() -> argparse.ArgumentParser:
     recipe = commands.add_parser(
         "recipe", help="print the test recipe discovered from a repository (runs nothing)"
     )
-    recipe.add_argument("--source", required=True, help="git URL or local path")
-    recipe.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+    _add_source_arguments(recipe)
     _add_override_arguments(recipe)
     recipe.add_argument("--json", action="store_true", help="print the recipe as one JSON object")
     return parser
 
 
-def _add_bisect_arguments(bisect: argparse.ArgumentParser) -> None:
-    bisect.add_argument("--source", required=True, help="git URL or local path")
-    bisect.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
-    bisect.add_argument("--good", required=True, help="a torch release the project passes")
-    bisect.add_argument("--bad", required=True, help="a later torch release it fails")
-    bisect.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
-    bisect.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
-    _add_override_arguments(bisect)
-    bisect.add_argument("--work-root", default=None, type=Path)
-    bisect.add_argument(
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, help="git URL or local path")
+    parser.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `bisect` both need to run a job, the torch build(s) aside: the source,
+    the Python, the timeout, the recipe's overrides, where to work and whether to sandbox."""
+    _add_source_arguments(parser)
+    parser.add_argument("--python", default="3.11", type=_python_version, dest="python_version")
+    parser.add_argument("--timeout", default=900.0, type=_positive_seconds, help="seconds")
+    _add_override_arguments(parser)
+    parser.add_argument("--work-root", default=None, type=Path)
+    parser.add_argument(
         "--unsafe-no-sandbox",
         action="store_true",
         help="run tests WITHOUT the sandbox (local debugging only)",
     )
+
+
+def _add_bisect_arguments(bisect: argparse.ArgumentParser) -> None:
+    _add_job_arguments(bisect)
+    bisect.add_argument("--good", required=True, help="a torch release the project passes")
+    bisect.add_argument("--bad", required=True, help="a later torch release it fails")
     bisect.add_argument(
         "--check-ends",
         action="store_true",

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -21,13 +22,20 @@ from django.utils import timezone
 from ci_runners import broker
 from ci_runners.agent import contracts
 from ci_runners.agent.contracts import Job, TestConfig
-from ci_runners.models import CompatCell, CompatRun, ProjectTestConfig, TorchTarget
+from ci_runners.models import (
+    MAX_CELL_TIMEOUT_S,
+    CompatCell,
+    CompatRun,
+    ProjectTestConfig,
+    TorchTarget,
+)
 from ci_runners.states import ACTIVE_STATES, CellState
 from registry.models import Project
+from registry.sources import repo_config
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 900
+DEFAULT_TIMEOUT_S = 900  # ProjectTestConfig.timeout_s's default
 UNLIMITED = 10**6
 CHUNK = 5000
 
@@ -66,21 +74,9 @@ def _job_of(
 ) -> Job:
     """The job of a project (or an applicant's `source_url`) on a target, without the fields
     of one cell (id, token, attempt): what `job_hash_of` hashes."""
-    test_config = TestConfig()
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    if config is not None:
-        test_config = TestConfig(
-            extra_requirements=list(config.extra_requirements),
-            extras=list(config.extras) if config.extras is not None else None,
-            pytest_args=list(config.pytest_args),
-            test_paths=list(config.test_paths),
-            env={str(k): str(v) for k, v in config.env.items()},
-            copy_tests=config.copy_tests or None,
-            needs_gpu=config.needs_gpu,
-            groups=list(config.groups) if config.groups is not None else None,
-            deselect=[str(marker) for marker in config.deselect or ()],
-        )
-        timeout_s = float(config.timeout_s)
+    test_config, timeout_s = test_config_merged(
+        config=config, repository_file=_repository_file_test(project)
+    )
     return Job(
         source=source_of(project=project, config=config, source_url=source_url),
         torch_version=target.version,
@@ -95,6 +91,79 @@ def _job_of(
         # A registry project's declared range is measured too: a range that could widen.
         test_beyond_declared_range=project is not None,
     )
+
+
+def test_config_merged(
+    *, config: ProjectTestConfig | None, repository_file: dict[str, Any]
+) -> tuple[TestConfig, float]:
+    """The override of the recipe a job carries, and the job's timeout: the one place where
+    the three sources of a project's recipe meet. Field by field, the first that sets it wins:
+
+    1. staff's or a maintainer's `ProjectTestConfig`, where the field is set: a non-empty list
+       or dict, extras/groups not None, a timeout other than the model's default (900 s);
+    2. the repository file, `[tool.pytorch-ecosystem.test]` as the sync validated and stored it
+       (`Project.repo_config["test"]`: extra_requirements, extras, pytest_args, test_paths,
+       deselect, env, timeout_s); `env` merges, the config's variables winning;
+    3. what the agent discovers from the repository (the `TestConfig` defaults: nothing
+       overridden; `DEFAULT_TIMEOUT_S`).
+
+    The source, `copy_tests`, `groups` and `needs_gpu` come from the config alone: the file
+    cannot set them (a `source_override` in it is refused on sync, and never read here)."""
+    own = _config_values(config)
+    chosen: dict[str, Any] = {}
+    for name in repo_config.TEST_KEYS:
+        value = own.get(name)
+        # extras=[] is set ("no extras"); an empty list of anything else is not.
+        if value is None or (value == [] and name != "extras"):
+            value = repository_file.get(name)
+        if value is not None:
+            chosen[name] = value
+    chosen["env"] = {**repository_file.get("env", {}), **own.get("env", {})}
+    timeout_s = float(chosen.pop("timeout_s", DEFAULT_TIMEOUT_S))
+    if config is None:
+        return TestConfig(**chosen), timeout_s
+    test_config = TestConfig(
+        **chosen,
+        copy_tests=config.copy_tests or None,
+        needs_gpu=config.needs_gpu,
+        groups=list(config.groups) if config.groups is not None else None,
+    )
+    return test_config, timeout_s
+
+
+def _config_values(config: ProjectTestConfig | None) -> dict[str, Any]:
+    """The recipe fields the config sets (None: not set)."""
+    if config is None:
+        return {}
+    return {
+        "extra_requirements": list(config.extra_requirements or ()),
+        "extras": list(config.extras) if config.extras is not None else None,
+        "pytest_args": list(config.pytest_args or ()),
+        "test_paths": list(config.test_paths or ()),
+        "deselect": [str(marker) for marker in config.deselect or ()],
+        "env": {str(k): str(v) for k, v in (config.env or {}).items()},
+        "timeout_s": config.timeout_s if config.timeout_s != DEFAULT_TIMEOUT_S else None,
+    }
+
+
+def _repository_file_test(project: Project | None) -> dict[str, Any]:
+    """The repository file's test table as the sync stored it, each value of the type the sync
+    let through (anything else is left out: the row is JSON)."""
+    stored = (project.repo_config or {}).get("test") if project is not None else None
+    if not isinstance(stored, dict):
+        return {}
+    found: dict[str, Any] = {}
+    for name in set(repo_config.TEST_KEYS) - {"env", "timeout_s"}:  # the lists of text
+        value = stored.get(name)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            found[name] = list(value)
+    env = stored.get("env")
+    if isinstance(env, dict) and all(isinstance(v, str) for v in env.values()):
+        found["env"] = {str(k): v for k, v in env.items()}
+    timeout = stored.get("timeout_s")
+    if type(timeout) is int and repo_config.MIN_TIMEOUT_S <= timeout <= MAX_CELL_TIMEOUT_S:
+        found["timeout_s"] = timeout
+    return found
 
 
 def job_hash_of(

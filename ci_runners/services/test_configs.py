@@ -14,7 +14,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 from packaging.requirements import InvalidRequirement, Requirement
 
-from ci_runners.models import ProjectTestConfig
+from ci_runners.models import MAX_CELL_TIMEOUT_S, ProjectTestConfig
 from registry.models import Project
 
 # The fields an override may set, in the order forms and the API show them.
@@ -28,6 +28,10 @@ OVERRIDE_FIELDS = (
     "deselect",
     "copy_tests",
 )
+# Limits of the run that `project_test_config_update` also sets (not part of the override:
+# they have a value, never "nothing overridden").
+LIMIT_FIELDS = ("timeout_s",)
+UPDATE_FIELDS = (*OVERRIDE_FIELDS, *LIMIT_FIELDS)
 MAX_ITEMS = 50
 MAX_ITEM_CHARS = 300
 MAX_ENV_VALUE_CHARS = 1000
@@ -37,6 +41,9 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 # Variables the sandbox and the agent set themselves: an override must not replace them.
 RESERVED_ENV = frozenset({"PATH", "HOME", "PYTHONHOME", "VIRTUAL_ENV", "TMPDIR"})
 RESERVED_ENV_PREFIXES = ("LD_", "UV_", "PIP_")
+# The model's constraint (test_config_timeout_range) and default.
+MIN_TIMEOUT_S = 10
+DEFAULT_TIMEOUT_S = ProjectTestConfig._meta.get_field("timeout_s").default
 
 
 class TestConfigInvalid(Exception):
@@ -103,15 +110,16 @@ def project_test_config_update(
 ) -> ProjectTestConfig:
     """Set some override fields of the project's test config (creating it when it has none).
 
-    `changes` maps field names of OVERRIDE_FIELDS to new values (lists, a dict for `env`, None
-    for extras/groups = what the recipe discovers). Every field is checked before anything is
-    written; TestConfigInvalid says what is wrong, field by field. Cells already sent keep the
-    config they were sent with; the next run uses the new one.
+    `changes` maps field names of UPDATE_FIELDS to new values (lists, a dict for `env`, None
+    for extras/groups = what the recipe discovers, whole seconds from 10 to 4 hours for
+    `timeout_s`). Every field is checked before anything is written; TestConfigInvalid says what
+    is wrong, field by field. Cells already sent keep the config they were sent with; the next
+    run uses the new one.
     """
     cleaned = test_override_clean(changes)
     with transaction.atomic():
         config, _ = ProjectTestConfig.objects.select_for_update().get_or_create(project=project)
-        before = test_override_of(config).as_dict()
+        before = test_config_values(config)
         changed = [name for name, value in cleaned.items() if before[name] != value]
         for name in changed:
             setattr(config, name, cleaned[name])
@@ -127,7 +135,7 @@ def _log_change(
     """An entry in the admin's history of this config: who changed which fields, from what."""
     if not getattr(actor, "pk", None):
         return
-    after = test_override_of(config).as_dict()
+    after = test_config_values(config)
     message = [
         {"changed": {"fields": changed}},
         {"override": {name: {"from": before[name], "to": after[name]} for name in changed}},
@@ -141,14 +149,20 @@ def _log_change(
     )
 
 
+def test_config_values(config: ProjectTestConfig | None) -> dict[str, Any]:
+    """The fields `project_test_config_update` sets, as the config holds them now."""
+    timeout_s = config.timeout_s if config is not None else DEFAULT_TIMEOUT_S
+    return {**test_override_of(config).as_dict(), "timeout_s": timeout_s}
+
+
 def test_override_clean(changes: dict[str, Any]) -> dict[str, Any]:
     """The changes, checked and normalised; raises TestConfigInvalid listing every problem."""
     errors: dict[str, list[str]] = {}
-    unknown = sorted(set(changes) - set(OVERRIDE_FIELDS))
+    unknown = sorted(set(changes) - set(UPDATE_FIELDS))
     if unknown:
         errors["non_field_errors"] = [f"Unknown fields: {', '.join(unknown)}."]
     cleaned: dict[str, Any] = {}
-    for name in OVERRIDE_FIELDS:
+    for name in UPDATE_FIELDS:
         if name not in changes:
             continue
         try:
@@ -249,6 +263,15 @@ def _env(value: Any) -> dict[str, str]:
     return env
 
 
+def _timeout(value: Any) -> int:
+    if type(value) is not int or not MIN_TIMEOUT_S <= value <= MAX_CELL_TIMEOUT_S:
+        raise ValueError(
+            f"A whole number of seconds from {MIN_TIMEOUT_S} to {MAX_CELL_TIMEOUT_S} "
+            f"({MAX_CELL_TIMEOUT_S // 3600} hours)."
+        )
+    return value
+
+
 _CLEANERS = {
     "extra_requirements": _requirements,
     "extras": _names,
@@ -258,4 +281,5 @@ _CLEANERS = {
     "env": _env,
     "deselect": _markers,
     "copy_tests": _copy_tests,
+    "timeout_s": _timeout,
 }

@@ -19,12 +19,15 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from ci_runners import broker
 from ci_runners.agent import contracts
@@ -302,3 +305,27 @@ def _send_sync(*, project_id: int) -> None:
         kwargs={"project_id": project_id},
         queue=contracts.DEFAULT_QUEUE,
     )
+
+
+PRUNE_BATCH = 5000
+
+
+def webhook_deliveries_prune(
+    *, older_than_days: int | None = None, now: datetime | None = None
+) -> int:
+    """Delete the delivery log's rows older than `older_than_days` (default
+    `GITHUB_WEBHOOK_LOG_DAYS`); returns how many.
+
+    Every delivery is logged, forged ones too, so the log grows without bound unless pruned.
+    An accepted delivery's row is what refuses its replay: it is kept as long as the others,
+    far longer than GitHub redelivers (days), so no real replay window is shortened. Deleted
+    in batches, so a flood of forged deliveries never means one long delete."""
+    days = settings.GITHUB_WEBHOOK_LOG_DAYS if older_than_days is None else older_than_days
+    if days < 1:
+        raise ValueError("Keep at least a day of webhook deliveries (replays are refused by them).")
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
+    deleted = 0
+    while ids := list(old.order_by("pk").values_list("pk", flat=True)[:PRUNE_BATCH]):
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
+    return deleted

@@ -204,6 +204,9 @@ GITHUB_RATE_LIMIT_MAX_WAIT_S = env.int("GITHUB_RATE_LIMIT_MAX_WAIT_S", default=6
 # The GitHub webhook (/hooks/github/) alone takes bodies this large (GitHub caps payloads at
 # 25 MB); every other view keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
 GITHUB_WEBHOOK_MAX_BYTES = env.int("GITHUB_WEBHOOK_MAX_BYTES", default=25 * 1024 * 1024)
+# The webhook's delivery log keeps this many days (beat prunes it daily); an accepted
+# delivery's row refuses its replay, and GitHub redelivers within days.
+GITHUB_WEBHOOK_LOG_DAYS = env.int("GITHUB_WEBHOOK_LOG_DAYS", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -341,6 +344,11 @@ CELERY_BEAT_SCHEDULE.update(
         "ci_runners.check_torch_releases": {
             "task": "ci_runners.check_torch_releases",
             "schedule": crontab(hour="*/6", minute=41),
+            "options": {"queue": "default"},
+        },
+        "ci_runners.prune_webhook_deliveries": {
+            "task": "ci_runners.prune_webhook_deliveries",
+            "schedule": crontab(hour=5, minute=29),
             "options": {"queue": "default"},
         },
     }

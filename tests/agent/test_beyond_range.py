@@ -193,40 +193,33 @@ def test_without_the_flag_nothing_runs_beyond_the_range(
     assert result.timings["tests_s"] is None  # no test run at all
 
 
-def test_a_python_exclusion_is_not_tested_beyond(
-    make_project, torch_links, work_root, require_sandbox
+@pytest.mark.parametrize(
+    ("name", "pyproject", "reason"),
+    [
+        pytest.param(
+            "beyond-python",
+            {"dependencies": ["torch>=9.0,<9.2"], "requires_python": ">=3.99"},
+            "Requires-Python",
+            id="python-exclusion",
+        ),
+        # Its own metadata names no torch range: a dependency of its excludes 9.2.0.
+        pytest.param(
+            "beyond-conflict",
+            {"dependencies": ["ecoreg-beyond-addon"]},
+            "ecoreg-beyond-addon",
+            id="dependency-conflict",
+        ),
+    ],
+)
+def test_an_exclusion_not_by_its_own_torch_range_is_not_tested_beyond(
+    name, pyproject, reason, make_project, torch_links, work_root, require_sandbox
 ):
-    repo = _project(
-        make_project,
-        "beyond-python",
-        tests=TESTS_THAT_PASS_ON_ANY_9X,
-        dependencies=["torch>=9.0,<9.2"],
-        requires_python=">=3.99",
-    )
+    repo = _project(make_project, name, tests=TESTS_THAT_PASS_ON_ANY_9X, **pyproject)
 
     result = run_job(job=_job(repo, torch_links, beyond=True), work_root=work_root)
 
     assert result.state == CellState.NOT_INSTALLABLE, (result.error, result.log_tail)
-    assert "Requires-Python" in result.error
-    assert result.beyond_range == {}
-    assert result.tests_collected is None
-
-
-def test_a_dependency_conflict_is_not_tested_beyond(
-    make_project, torch_links, work_root, require_sandbox
-):
-    # Its own metadata names no torch range: a dependency of its excludes 9.2.0.
-    repo = _project(
-        make_project,
-        "beyond-conflict",
-        tests=TESTS_THAT_PASS_ON_ANY_9X,
-        dependencies=["ecoreg-beyond-addon"],
-    )
-
-    result = run_job(job=_job(repo, torch_links, beyond=True), work_root=work_root)
-
-    assert result.state == CellState.NOT_INSTALLABLE, (result.error, result.log_tail)
-    assert "ecoreg-beyond-addon" in result.error
+    assert reason in result.error
     assert result.beyond_range == {}
     assert result.tests_collected is None
 

@@ -16,11 +16,9 @@ PASSWORD = "pw"
 
 
 @pytest.fixture(autouse=True)
-def broker(private_redis, settings):
-    """Every test publishes to the private Redis, emptied before it starts."""
-    private_redis.client().flushall()
-    settings.CELERY_BROKER_URL = private_redis.url
-    return private_redis
+def broker(broker):
+    """Every test publishes to the private Redis, emptied before it starts (`tests/conftest.py`)."""
+    return broker
 
 
 @pytest.fixture

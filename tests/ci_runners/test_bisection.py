@@ -189,14 +189,21 @@ def test_bisection_cells_stay_out_of_the_matrix_and_the_project_summary(
     assert broker.messages("default") == []
 
 
-def test_a_second_delivery_of_a_probes_end_changes_nothing(
-    project, fake_pypi, broker, ends, django_capture_on_commit_callbacks
-):
-    capture = django_capture_on_commit_callbacks
+@pytest.fixture
+def started(project, fake_pypi, ends) -> tuple[Bisection, CompatCell]:
+    """A bisection of `project` between the `ends` (releases 9.1.0 to 9.7.0 between them) and
+    its first probe, not answered yet."""
     fake_pypi(nines(8) + ["9.9.0"])
     good, bad = ends
     bisection = services.bisection_start(project=project, good_target=good, bad_target=bad)
-    probe = pending_probe(bisection)
+    return bisection, pending_probe(bisection)
+
+
+def test_a_second_delivery_of_a_probes_end_changes_nothing(
+    started, broker, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    bisection, probe = started
     record(probe, CellState.PASSED, capture)
     [message] = broker.messages("default")
     assert message["kwargs"] == {"run_id": probe.run_id, "bisection_id": bisection.pk}
@@ -215,13 +222,10 @@ def test_a_second_delivery_of_a_probes_end_changes_nothing(
 
 
 def test_an_errored_probe_fails_the_bisection_with_the_reason(
-    project, fake_pypi, broker, ends, django_capture_on_commit_callbacks
+    project, started, broker, ends, django_capture_on_commit_callbacks
 ):
     capture = django_capture_on_commit_callbacks
-    fake_pypi(nines(8) + ["9.9.0"])
-    good, bad = ends
-    bisection = services.bisection_start(project=project, good_target=good, bad_target=bad)
-    probe = pending_probe(bisection)
+    bisection, probe = started
     with capture(execute=True):
         outcome = Result(state=CellState.ERRORED, error="the runner lost", error_code="runner_lost")
         services.cell_record_result(
@@ -237,6 +241,7 @@ def test_an_errored_probe_fails_the_bisection_with_the_reason(
     ]
     assert (bisection.first_bad, bisection.last_good) == ("", "")
     # The project may be bisected again.
+    good, bad = ends
     again = services.bisection_start(project=project, good_target=good, bad_target=bad)
     assert again.state == Bisection.State.RUNNING
 
@@ -316,13 +321,10 @@ def test_start_refuses_incomparable_ends_and_a_second_running_bisection(
 
 
 def test_cancel_stops_the_bisection_and_its_probe(
-    project, fake_pypi, broker, ends, staff, django_capture_on_commit_callbacks
+    started, broker, staff, django_capture_on_commit_callbacks
 ):
     capture = django_capture_on_commit_callbacks
-    fake_pypi(nines(8) + ["9.9.0"])
-    good, bad = ends
-    bisection = services.bisection_start(project=project, good_target=good, bad_target=bad)
-    probe = pending_probe(bisection)
+    bisection, probe = started
     with capture(execute=True):
         services.bisection_cancel(bisection=bisection, actor=staff)
     bisection.refresh_from_db()

@@ -31,19 +31,12 @@ from tests.ci_runners.factories import ProjectTestConfigFactory, TorchTargetFact
 from tests.registry.factories import ProjectFactory
 from tests.standin_wheels import standin_torch_releases
 
-pytestmark = pytest.mark.django_db
+# Runs dispatch their cells to this test session's own Redis (`tests/conftest.py`).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker")]
 
 SHIELDS_KEYS = {"schemaVersion", "label", "message", "color", "cacheSeconds"}
 BROKEN = "declares torch>=9.0, fails on 9.2.0"
 WIDENABLE = "declared range torch>=9.0,<9.2 excludes 9.2.0 but its tests pass with it"
-
-
-@pytest.fixture(autouse=True)
-def broker(private_redis, settings):
-    """Runs dispatch their cells to this test session's own Redis, emptied first."""
-    private_redis.client().flushall()
-    settings.CELERY_BROKER_URL = private_redis.url
-    return private_redis
 
 
 @pytest.fixture

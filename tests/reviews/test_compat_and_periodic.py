@@ -172,7 +172,7 @@ def test_a_failing_project_gets_30_days_then_a_retirement_proposal(
     from registry.models import MaintainerIdentity
 
     alice = make_user("alice")
-    MaintainerIdentity.objects.create(user=alice, github_handle="alice")
+    MaintainerIdentity.objects.create(user=alice, github_handle="alice", verified=True)
     healthy_repository(github, stars=50)
     pypi.publish("torchgood")
     mail.outbox.clear()

@@ -150,7 +150,7 @@ def test_every_link_of_every_email_opens_for_its_recipient(
     pypi.publish("torchgood")
     colleague = make_user("bob")  # a co-maintainer with an account of their own
     maintainer_voter = make_user("alice", VOTING_GROUP)
-    MaintainerIdentity.objects.create(user=maintainer_voter, github_handle="alice")
+    MaintainerIdentity.objects.create(user=maintainer_voter, github_handle="alice", verified=True)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         submission = services.submission_create(

@@ -47,6 +47,10 @@ class Command(BaseCommand):
             )
         else:
             write(f"  logos: no folder {logo_directory}; logos left as they were")
+        write(
+            f"  reviews: {report.reviews_scheduled} active "
+            f"project{'s' * (report.reviews_scheduled != 1)} given a next periodic review date"
+        )
         by_reason: dict[str, list[str]] = {}
         for where, reason in report.skipped:
             by_reason.setdefault(reason, []).append(where)
