@@ -2,10 +2,12 @@
 
 Runners send each result as a Celery task message (`contracts.RESULT_TASK`) to a queue of its
 own, `contracts.CELL_RESULTS_QUEUE`. On the results worker (the one started with `-Q results`,
-config/celery.py) this bootstep consumes that queue with a kombu consumer of its own: it
-gathers up to RESULTS_BATCH_SIZE results (or whatever came within RESULTS_BATCH_WAIT_S), and
-hands each batch to the worker's pool, where `cells_record_results_or_resend` records it in
-one transaction. A message is acknowledged only once its batch has committed:
+config/celery.py) this bootstep consumes that queue with kombu consumers of its own (on
+RESULTS_CHANNELS channels at once): it gathers up to RESULTS_BATCH_SIZE results and hands
+each batch to the worker's pool, where `cells_record_results_or_resend` records it in one
+transaction. While every pool process has a batch, the next one keeps filling; a partial
+batch goes when a process is free, at the latest RESULTS_BATCH_WAIT_S after the last hand-over
+check. A message is acknowledged only once its batch has committed:
 
 - a pool process killed mid-batch (or a batch that raised) leaves its messages
   unacknowledged, handed back to the queue RESULTS_RETRY_AFTER_S later;
@@ -81,19 +83,32 @@ class ResultBatches(bootsteps.ConsumerStep):
         self.wait_s = settings.RESULTS_BATCH_WAIT_S
         self.gathered: list[tuple[Message, dict[str, Any]]] = []
         self.consumer: Any = None
+        self.pool_size = 1
+        self.in_flight = 0  # batches handed to the pool and not done
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
-        channel.do_restore = False  # see the module's docstring
-        pool_size = max(1, getattr(self.consumer.pool, "num_processes", 1) or 1)
-        return [
-            Consumer(
-                channel,
-                queues=[Queue(contracts.CELL_RESULTS_QUEUE)],
-                callbacks=[self.on_message],
-                accept=["json"],
-                prefetch_count=self.size * (pool_size + 1),
-            )
+        """One consumer per channel, RESULTS_CONSUMER_CHANNELS of them: kombu's Redis
+        transport takes one message per round trip on a channel, so several channels (each
+        its own connection) wait on the queue at once. Their prefetch together holds a batch
+        per pool process and one gathering."""
+        self.pool_size = max(1, getattr(self.consumer.pool, "num_processes", 1) or 1)
+        channels = [channel] + [
+            self.consumer.connection.channel() for _ in range(settings.RESULTS_CHANNELS - 1)
         ]
+        prefetch = -(-self.size * (self.pool_size + 1) // len(channels))
+        consumers = []
+        for each in channels:
+            each.do_restore = False  # see the module's docstring
+            consumers.append(
+                Consumer(
+                    each,
+                    queues=[Queue(contracts.CELL_RESULTS_QUEUE)],
+                    callbacks=[self.on_message],
+                    accept=["json"],
+                    prefetch_count=prefetch,
+                )
+            )
+        return consumers
 
     def start(self, c: Any) -> None:
         self.consumer = c
@@ -102,12 +117,12 @@ class ResultBatches(bootsteps.ConsumerStep):
 
     def stop(self, c: Any) -> None:
         self._stop_flushing()
-        self.flush()
+        self.flush(everything=True)
         super().stop(c)
 
     def shutdown(self, c: Any) -> None:
         self._stop_flushing()
-        self.flush()
+        self.flush(everything=True)
         super().shutdown(c)
 
     def _stop_flushing(self) -> None:
@@ -138,18 +153,32 @@ class ResultBatches(bootsteps.ConsumerStep):
         if len(self.gathered) >= self.size:
             self.flush()
 
-    def flush(self) -> None:
-        """Hand what was gathered to the pool as one batch."""
-        if not self.gathered:
-            return
-        batch, self.gathered = self.gathered, []
+    def flush(self, *, everything: bool = False) -> None:
+        """Hand what was gathered (up to a batch) to the pool, unless every pool process has
+        a batch already: then the batch fills until one is done (`_done`). `everything`: all
+        of it, whatever the pool holds (the consumer stops)."""
+        while self.gathered and (everything or self.in_flight < self.pool_size):
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        batch, self.gathered = self.gathered[: self.size], self.gathered[self.size :]
         messages = [message for message, _ in batch]
+        self.in_flight += 1
         self.consumer.pool.apply_async(
             record_batch,
             args=([kwargs for _, kwargs in batch],),
-            callback=lambda _recorded: self._acknowledge(messages),
-            error_callback=lambda exc: self._give_back_later(messages, exc),
+            callback=lambda _recorded: self._done(messages),
+            error_callback=lambda exc: self._done(messages, failed=exc),
         )
+
+    def _done(self, messages: list[Message], failed: Any = None) -> None:
+        """A batch committed (acknowledge its messages) or failed; the next one goes."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if failed is not None:
+            self._give_back_later(messages, failed)
+        else:
+            self._acknowledge(messages)
+        self.flush()
 
     def _acknowledge(self, messages: list[Message]) -> None:
         for message in messages:

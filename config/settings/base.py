@@ -167,6 +167,8 @@ CACHES = {
 # `results`; runner agents consume `runner.<capability>` queues with their own app
 # (ci_runners/agent), never these settings.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# kombu's Redis transport with one client per channel (config/redis_transport.py); still redis://.
+CELERY_BROKER_TRANSPORT = "config.redis_transport:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = wire.DEFAULT_QUEUE
@@ -193,6 +195,8 @@ CELERY_RESULTS_VISIBILITY_TIMEOUT = env.int("CELERY_RESULTS_VISIBILITY_TIMEOUT",
 RESULTS_BATCH_SIZE = env.int("RESULTS_BATCH_SIZE", default=250)
 RESULTS_BATCH_WAIT_S = env.float("RESULTS_BATCH_WAIT_S", default=0.2)
 RESULTS_RETRY_AFTER_S = env.float("RESULTS_RETRY_AFTER_S", default=10.0)
+# Channels (Redis connections) the results worker takes results on at once.
+RESULTS_CHANNELS = env.int("RESULTS_CHANNELS", default=4)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "config.beat:SeedOnceDatabaseScheduler"
 

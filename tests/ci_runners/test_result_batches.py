@@ -252,3 +252,48 @@ def test_a_real_results_worker_killed_mid_commit_in_a_burst_loses_and_doubles_no
     )
     assert sent["reviews.compat_run_finished"] == len(projects)
     assert sent["ci_runners.bisections_start_for_new_breaks"] == len(projects)
+
+
+@pytest.mark.slow
+def test_the_results_worker_holds_a_result_sent_again_until_due_and_drops_what_is_no_result(
+    transactional_db, broker, tmp_path, four_targets
+):
+    """A result the database could not take is sent again with a countdown
+    (`cells_record_results_or_resend`): the batching consumer holds it until due, as Celery
+    holds an ETA task. A message on the results queue that is no result is dropped, logged,
+    and the worker goes on."""
+    cells = _night(_projects(1), four_targets)
+    processes = Processes(tmp=tmp_path, broker_url=broker.url)
+    try:
+        processes.start_web_worker("results", "results")
+        with current_app.connection_for_write(broker.url) as conn:
+            current_app.send_task(
+                "ci_runners.not_a_result",
+                kwargs={"cell_id": cells[1].pk},
+                queue=contracts.CELL_RESULTS_QUEUE,
+                connection=conn,
+            )
+            sent_at = time.monotonic()
+            current_app.send_task(
+                contracts.RESULT_TASK,
+                kwargs=_message(cells[0], CellState.PASSED).to_kwargs(),
+                queue=contracts.CELL_RESULTS_QUEUE,
+                countdown=4,
+                connection=conn,
+            )
+        wait_for(
+            "the result to be recorded",
+            lambda: CellResult.objects.filter(cell=cells[0]).exists(),
+            processes,
+            timeout=60,
+            every=0.1,
+        )
+        assert time.monotonic() - sent_at >= 3.5
+        assert "not a result on results.cells ('ci_runners.not_a_result')" in processes.log(
+            "results"
+        )
+    finally:
+        processes.stop_all()
+    assert CompatCell.objects.get(pk=cells[0].pk).state == CellState.PASSED
+    assert not CellResult.objects.filter(cell=cells[1]).exists()
+    assert not broker.client().llen(contracts.CELL_RESULTS_QUEUE)
