@@ -24,6 +24,7 @@ broker as an agent would. Nothing is faked between the broker and the database.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -104,8 +105,11 @@ class Fleet:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # gone already
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
 
 def seed(*, count: int, start: int = 0):
