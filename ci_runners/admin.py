@@ -16,6 +16,7 @@ from ci_runners.models import (
     TorchTarget,
     WebhookDelivery,
 )
+from registry.admin import ReadOnlyAdmin
 
 
 @admin.register(TorchTarget)
@@ -185,7 +186,7 @@ class BisectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """GitHub webhook deliveries and their outcomes, written by `services.webhooks`: read-only."""
 
     list_display = (
@@ -203,12 +204,3 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ("project",)
     readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
     date_hierarchy = "received_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -16,12 +16,24 @@ from ci_runners.services import TestOverride
 NONE_WORD = "none"
 
 
-def _lines(text: str) -> list[str]:
+def text_lines(text: str) -> list[str]:
+    """The lines of a text box, stripped, blank ones left out."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def env_from_text(text: str) -> dict[str, str]:
+    """`NAME=value` a line (the maintainers' recipe form reads its box the same way)."""
+    env: dict[str, str] = {}
+    for line in text_lines(text):
+        name, equals, value = line.partition("=")
+        if not equals:
+            raise forms.ValidationError(f"{line[:40]!r}: write NAME=value.")
+        env[name.strip()] = value.strip()
+    return env
+
+
 def _names_or_discovered(text: str) -> list[str] | None:
-    items = [item.strip() for line in _lines(text) for item in line.split(",") if item.strip()]
+    items = [item.strip() for line in text_lines(text) for item in line.split(",") if item.strip()]
     if not items:
         return None
     if [item.lower() for item in items] == [NONE_WORD]:
@@ -100,24 +112,18 @@ class TestOverrideForm(forms.Form):
         )
 
     def clean_env(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for line in _lines(self.cleaned_data.get("env", "")):
-            name, equals, value = line.partition("=")
-            if not equals:
-                raise forms.ValidationError(f"{line[:40]!r}: write NAME=value.")
-            env[name.strip()] = value.strip()
-        return env
+        return env_from_text(self.cleaned_data.get("env", ""))
 
     def changes(self) -> dict[str, Any]:
         """The service's `changes` (call after is_valid)."""
         data = self.cleaned_data
-        markers = [m.strip() for line in _lines(data["deselect"]) for m in line.split(",")]
+        markers = [m.strip() for line in text_lines(data["deselect"]) for m in line.split(",")]
         return {
-            "extra_requirements": _lines(data["extra_requirements"]),
+            "extra_requirements": text_lines(data["extra_requirements"]),
             "extras": _names_or_discovered(data["extras"]),
             "groups": _names_or_discovered(data["groups"]),
-            "pytest_args": _lines(data["pytest_args"]),
-            "test_paths": _lines(data["test_paths"]),
+            "pytest_args": text_lines(data["pytest_args"]),
+            "test_paths": text_lines(data["test_paths"]),
             "env": data["env"],
             "deselect": [marker for marker in markers if marker],
             "copy_tests": data["copy_tests"].strip(),

@@ -17,6 +17,24 @@ from registry.models import (
 )
 
 
+class ServiceWrittenAdmin(admin.ModelAdmin):
+    """Rows that only the services write: shown (and deleted by staff), never added or changed
+    here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(ServiceWrittenAdmin):
+    """A record (an audit trail, a log): shown only, never deleted here either."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     list_display = ("__str__", "parent", "position")
@@ -122,7 +140,7 @@ class MaintainerIdentityAdmin(admin.ModelAdmin):
 
 
 @admin.register(Logo)
-class LogoAdmin(admin.ModelAdmin):
+class LogoAdmin(ServiceWrittenAdmin):
     """Read only: logos come with the landscape import (registry/logos.py checks them)."""
 
     list_display = ("source_name", "content_type", "sha256", "created_at")
@@ -139,15 +157,9 @@ class LogoAdmin(admin.ModelAdmin):
         url = reverse("registry:logo_card", kwargs={"sha256": logo.sha256})
         return format_html('<img src="{}" alt="" height="48">', url)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(ListingChange)
-class ListingChangeAdmin(admin.ModelAdmin):
+class ListingChangeAdmin(ReadOnlyAdmin):
     """The audit trail of the listings (read only); staff revert a change with the action."""
 
     list_display = ("created_at", "project", "field", "actor", "reverts")
@@ -158,15 +170,6 @@ class ListingChangeAdmin(admin.ModelAdmin):
     fields = ("project", "field", "old_value", "new_value", "actor", "reverts", "created_at")
     readonly_fields = fields
     actions = ["revert"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_revert_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff
@@ -183,7 +186,7 @@ class ListingChangeAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectExemption)
-class ProjectExemptionAdmin(admin.ModelAdmin):
+class ProjectExemptionAdmin(ServiceWrittenAdmin):
     """Exemptions claimed on the listing or in the repository file; staff withdraw one."""
 
     list_display = ("project", "criterion", "source", "claimed_by", "created_at", "withdrawn_at")
@@ -201,12 +204,6 @@ class ProjectExemptionAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     actions = ["withdraw"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_withdraw_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff

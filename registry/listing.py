@@ -125,18 +125,14 @@ def _locked(project: Project) -> Project:
 
 
 def _set(
-    *,
-    project: Project,
-    actor: Any,
-    field: str,
-    old: Any,
-    new: Any,
-    attribute: str = "",
-    reverts: ListingChange | None = None,
+    *, project: Project, actor: Any, field: str, new: Any, reverts: ListingChange | None = None
 ) -> ListingChange:
-    """Write one field of the (locked) project and its audit row."""
-    setattr(project, attribute or field, new)
-    project.save(update_fields=[attribute or field, "updated_at"])
+    """Write one audited field of the (locked) project (the attribute REVERTIBLE_ATTRIBUTES
+    names) and its audit row, with the value it had before."""
+    attribute = REVERTIBLE_ATTRIBUTES[field]
+    old = getattr(project, attribute)
+    setattr(project, attribute, new)
+    project.save(update_fields=[attribute, "updated_at"])
     return listing_change_record(
         project=project, actor=actor, field=field, old=old, new=new, reverts=reverts
     )
@@ -174,7 +170,7 @@ def listing_fields_update(
     for field, value in cleaned.items():
         old = getattr(locked, field)
         if old != value:
-            done.append(_set(project=locked, actor=actor, field=field, old=old, new=value))
+            done.append(_set(project=locked, actor=actor, field=field, new=value))
     _refresh(project, locked, *cleaned)
     return done
 
@@ -218,14 +214,7 @@ def listing_logo_set(*, project: Project, actor: Any, data: bytes, file_name: st
         )
     locked = _locked(project)
     if locked.logo_file_id != sha256:
-        _set(
-            project=locked,
-            actor=actor,
-            field="logo_file",
-            attribute="logo_file_id",
-            old=locked.logo_file_id,
-            new=sha256,
-        )
+        _set(project=locked, actor=actor, field="logo_file", new=sha256)
     project.logo_file = logo
     return logo
 
@@ -244,14 +233,7 @@ def listing_category_propose(
     new = category.pk if category else None
     if locked.proposed_category_id == new:
         return None
-    change = _set(
-        project=locked,
-        actor=actor,
-        field="proposed_category",
-        attribute="proposed_category_id",
-        old=locked.proposed_category_id,
-        new=new,
-    )
+    change = _set(project=locked, actor=actor, field="proposed_category", new=new)
     project.proposed_category = category
     return change
 
@@ -264,22 +246,8 @@ def listing_category_confirm(*, project: Project, actor: Any) -> ListingChange:
     locked = _locked(project)
     if locked.proposed_category_id is None:
         raise ListingRefused("No category was proposed.")
-    change = _set(
-        project=locked,
-        actor=actor,
-        field="category",
-        attribute="category_id",
-        old=locked.category_id,
-        new=locked.proposed_category_id,
-    )
-    _set(
-        project=locked,
-        actor=actor,
-        field="proposed_category",
-        attribute="proposed_category_id",
-        old=locked.proposed_category_id,
-        new=None,
-    )
+    change = _set(project=locked, actor=actor, field="category", new=locked.proposed_category_id)
+    _set(project=locked, actor=actor, field="proposed_category", new=None)
     project_public_summary_changed(project=locked)
     _refresh(project, locked, "category_id", "proposed_category_id")
     return change
@@ -309,12 +277,15 @@ def listing_maintainer_add(*, project: Project, actor: Any, handle: str) -> List
         raise ListingRefused(f"@{handle} is already a maintainer.")
     if len(old) >= MAX_MAINTAINERS:
         raise ListingRefused(f"At most {MAX_MAINTAINERS} maintainers.")
-    change = _set(project=locked, actor=actor, field="maintainers", old=old, new=[*old, handle])
-    _maintainers_mail(
-        project=locked, actor=actor, text=f"@{handle} was added as a maintainer", also=old
+    return _set_and_tell(
+        project=project,
+        locked=locked,
+        actor=actor,
+        field="maintainers",
+        new=[*old, handle],
+        text=f"@{handle} was added as a maintainer",
+        also=old,
     )
-    _refresh(project, locked, "maintainers")
-    return change
 
 
 @transaction.atomic
@@ -331,13 +302,15 @@ def listing_maintainer_remove(*, project: Project, actor: Any, handle: str) -> L
         raise ListingNotAllowed("Only the owner of the listing (or staff) removes a maintainer.")
     if project_owner(locked).lower() == handle.lower():
         raise ListingRefused("The owner cannot be removed; transfer the ownership first.")
-    new = [h for h in old if h.lower() != handle.lower()]
-    change = _set(project=locked, actor=actor, field="maintainers", old=old, new=new)
-    _maintainers_mail(
-        project=locked, actor=actor, text=f"@{handle} was removed as a maintainer", also=old
+    return _set_and_tell(
+        project=project,
+        locked=locked,
+        actor=actor,
+        field="maintainers",
+        new=[h for h in old if h.lower() != handle.lower()],
+        text=f"@{handle} was removed as a maintainer",
+        also=old,
     )
-    _refresh(project, locked, "maintainers")
-    return change
 
 
 @transaction.atomic
@@ -353,9 +326,32 @@ def listing_owner_transfer(*, project: Project, actor: Any, new_owner: str) -> L
     old = locked.owner_handle
     if project_owner(locked).lower() == spelled.lower() and old:
         raise ListingRefused(f"@{spelled} already owns the listing.")
-    change = _set(project=locked, actor=actor, field="owner_handle", old=old, new=spelled)
-    _maintainers_mail(project=locked, actor=actor, text=f"@{spelled} now owns the listing", also=[])
-    _refresh(project, locked, "owner_handle")
+    return _set_and_tell(
+        project=project,
+        locked=locked,
+        actor=actor,
+        field="owner_handle",
+        new=spelled,
+        text=f"@{spelled} now owns the listing",
+        also=[],
+    )
+
+
+def _set_and_tell(
+    *,
+    project: Project,
+    locked: Project,
+    actor: Any,
+    field: str,
+    new: Any,
+    text: str,
+    also: list[str],
+) -> ListingChange:
+    """Write a field of who runs the listing and tell the maintainers (and `also`: a removed
+    one hears of it); `project` gets the new value."""
+    change = _set(project=locked, actor=actor, field=field, new=new)
+    _maintainers_mail(project=locked, actor=actor, text=text, also=also)
+    _refresh(project, locked, field)
     return change
 
 
@@ -422,6 +418,20 @@ def _exemption_value(exemption: ProjectExemption) -> dict[str, Any]:
     }
 
 
+def _exemption_audit(
+    *, exemption: ProjectExemption, actor: Any, old: Any, reverts: ListingChange | None
+) -> None:
+    """The audit row of a claimed, withdrawn or reinstated exemption (as it is now)."""
+    listing_change_record(
+        project=exemption.project,
+        actor=actor,
+        field="exemption",
+        old=old,
+        new=_exemption_value(exemption),
+        reverts=reverts,
+    )
+
+
 @transaction.atomic
 def project_exemption_claim(
     *, project: Project, actor: Any, criterion: int, reason: str
@@ -443,14 +453,7 @@ def project_exemption_claim(
             )
     except IntegrityError:
         raise ListingRefused(f"Criterion {criterion} already has a standing exemption.") from None
-    listing_change_record(
-        project=locked,
-        actor=actor,
-        field="exemption",
-        old=None,
-        new=_exemption_value(exemption),
-        reverts=None,
-    )
+    _exemption_audit(exemption=exemption, actor=actor, old=None, reverts=None)
     return exemption
 
 
@@ -464,14 +467,7 @@ def project_exemption_withdraw(
     old = _exemption_value(locked)
     locked.withdrawn_at = timezone.now()
     locked.save(update_fields=["withdrawn_at"])
-    listing_change_record(
-        project=locked.project,
-        actor=actor,
-        field="exemption",
-        old=old,
-        new=_exemption_value(locked),
-        reverts=reverts,
-    )
+    _exemption_audit(exemption=locked, actor=actor, old=old, reverts=reverts)
     exemption.withdrawn_at = locked.withdrawn_at
     return locked
 
@@ -489,14 +485,7 @@ def _exemption_reinstate(
             locked.save(update_fields=["withdrawn_at"])
     except IntegrityError:
         raise ListingRefused("Another exemption stands for this criterion now.") from None
-    listing_change_record(
-        project=locked.project,
-        actor=actor,
-        field="exemption",
-        old=old,
-        new=_exemption_value(locked),
-        reverts=reverts,
-    )
+    _exemption_audit(exemption=locked, actor=actor, old=old, reverts=reverts)
     return locked
 
 
@@ -531,16 +520,7 @@ def _revert_field(change: ListingChange, actor: Any) -> None:
     if restored is not None and not _still_exists(attribute, restored):
         raise ListingRefused(f"The earlier {change.field} no longer exists.")
     locked = _locked(change.project)
-    current = getattr(locked, attribute)
-    _set(
-        project=locked,
-        actor=actor,
-        field=change.field,
-        attribute=attribute,
-        old=current,
-        new=restored,
-        reverts=change,
-    )
+    _set(project=locked, actor=actor, field=change.field, new=restored, reverts=change)
     if attribute == "category_id":
         project_public_summary_changed(project=locked)
 

@@ -200,54 +200,36 @@ class ReviewMovesMixin:
         """The state, reviewers, category and vote window, and the moves open to the caller."""
         return self._workflow(request, self.get_object())
 
+    def _move(self, request: Request, input_serializer: type, service, **renamed: str) -> Response:
+        """Validate the body, call `service` with the application, the caller and the body's
+        fields (under the service's name for them, `renamed`), answer with the workflow."""
+        submission = self.get_object()
+        body = input_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = {renamed.get(name, name): value for name, value in body.validated_data.items()}
+        service_call(service, submission=submission, actor=request.user, **fields)
+        return self._workflow(request, submission)
+
     @extend_schema(request=TransitionInputSerializer, responses=ReviewWorkflowSerializer)
     @action(detail=True, methods=["post"])
     def transition(self, request: Request, pk: str | None = None) -> Response:
         """Move the application (see `moves` of `workflow`): request changes, back in review,
         open the vote, too early, withdraw (staff). As the review page's "Move" button."""
-        submission = self.get_object()
-        body = TransitionInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        service_call(
-            services.submission_transition,
-            submission=submission,
-            to=body.validated_data["to"],
-            actor=request.user,
-            note=body.validated_data["note"],
-            confirmed=body.validated_data["confirm"],
+        return self._move(
+            request, TransitionInputSerializer, services.submission_transition, confirm="confirmed"
         )
-        return self._workflow(request, submission)
 
     @extend_schema(request=AssignInputSerializer, responses=ReviewWorkflowSerializer)
     @action(detail=True, methods=["post"])
     def assign(self, request: Request, pk: str | None = None) -> Response:
         """Assign (or, with `assign: false`, unassign) a reviewer (TAC reviewers and staff)."""
-        submission = self.get_object()
-        body = AssignInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        service_call(
-            services.submission_assign_reviewer,
-            submission=submission,
-            reviewer=body.validated_data["reviewer"],
-            actor=request.user,
-            assign=body.validated_data["assign"],
-        )
-        return self._workflow(request, submission)
+        return self._move(request, AssignInputSerializer, services.submission_assign_reviewer)
 
     @extend_schema(request=CategoryInputSerializer, responses=ReviewWorkflowSerializer)
     @action(detail=True, methods=["post"])
     def category(self, request: Request, pk: str | None = None) -> Response:
         """Set the landscape subcategory (needed before the vote opens)."""
-        submission = self.get_object()
-        body = CategoryInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        service_call(
-            services.submission_set_category,
-            submission=submission,
-            category=body.validated_data["category"],
-            actor=request.user,
-        )
-        return self._workflow(request, submission)
+        return self._move(request, CategoryInputSerializer, services.submission_set_category)
 
     @extend_schema(request=None, responses={202: ReviewWorkflowSerializer})
     @action(detail=True, methods=["post"])

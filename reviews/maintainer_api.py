@@ -219,6 +219,14 @@ class MaintainedProjectViewSet(
     def _project(self) -> Response:
         return Response(ManagedProjectSerializer(self.get_object()).data)
 
+    def _apply(self, service, serializer_class: type[serializers.Serializer]) -> Response:
+        """The project (404 first), the body (400), the service with the body's fields as its
+        keywords; the answer is the project as it is now."""
+        project = self.get_object()
+        data = self._input(serializer_class)
+        _service_call(service, project=project, actor=self.request.user, **data)
+        return self._project()
+
     @extend_schema(request=ListingInputSerializer, responses=ManagedProjectSerializer)
     def partial_update(self, request: Request, slug: str | None = None) -> Response:
         """Change the description, links, or the proposed category (each change audited)."""
@@ -262,43 +270,19 @@ class MaintainedProjectViewSet(
     @action(detail=True, methods=["post"], url_path="maintainers/add")
     def maintainer_add(self, request: Request, slug: str | None = None) -> Response:
         """Add a co-maintainer (every maintainer with an email is told)."""
-        project = self.get_object()
-        handle = self._input(HandleInputSerializer)["handle"]
-        _service_call(
-            listing.listing_maintainer_add,
-            project=project,
-            actor=request.user,
-            handle=handle,
-        )
-        return self._project()
+        return self._apply(listing.listing_maintainer_add, HandleInputSerializer)
 
     @extend_schema(request=HandleInputSerializer, responses=ManagedProjectSerializer)
     @action(detail=True, methods=["post"], url_path="maintainers/remove")
     def maintainer_remove(self, request: Request, slug: str | None = None) -> Response:
         """Remove a maintainer (the owner or staff; or oneself); never the owner."""
-        project = self.get_object()
-        handle = self._input(HandleInputSerializer)["handle"]
-        _service_call(
-            listing.listing_maintainer_remove,
-            project=project,
-            actor=request.user,
-            handle=handle,
-        )
-        return self._project()
+        return self._apply(listing.listing_maintainer_remove, HandleInputSerializer)
 
     @extend_schema(request=TransferInputSerializer, responses=ManagedProjectSerializer)
     @action(detail=True, methods=["post"])
     def transfer(self, request: Request, slug: str | None = None) -> Response:
         """Hand the listing to another maintainer (the owner or staff only)."""
-        project = self.get_object()
-        new_owner = self._input(TransferInputSerializer)["new_owner"]
-        _service_call(
-            listing.listing_owner_transfer,
-            project=project,
-            actor=request.user,
-            new_owner=new_owner,
-        )
-        return self._project()
+        return self._apply(listing.listing_owner_transfer, TransferInputSerializer)
 
     @extend_schema(request=None, responses=ManagedProjectSerializer)
     @action(detail=True, methods=["post"], url_path="category/confirm")

@@ -8,15 +8,12 @@ from typing import Any
 
 from django import forms
 
+from ci_runners.forms import env_from_text, text_lines
 from ci_runners.models import MAX_CELL_TIMEOUT_S
 from ci_runners.services.test_configs import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 from registry.listing import LISTING_LOGO_MAX_BYTES, MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS
 from registry.models import Category
 from reviews import criteria
-
-
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class ListingForm(forms.Form):
@@ -116,23 +113,17 @@ class RecipeForm(forms.Form):
         }
 
     def clean_env(self) -> dict[str, str]:
-        env = {}
-        for line in _lines(self.cleaned_data["env"]):
-            name, equals, value = line.partition("=")
-            if not equals:
-                raise forms.ValidationError(f"{line[:40]!r}: write NAME=value.")
-            env[name.strip()] = value.strip()
-        return env
+        return env_from_text(self.cleaned_data["env"])
 
     def changes(self) -> dict[str, Any]:
         data = self.cleaned_data
         extras = [item.strip() for item in data["extras"].split(",") if item.strip()]
         return {
-            "extra_requirements": _lines(data["extra_requirements"]),
+            "extra_requirements": text_lines(data["extra_requirements"]),
             "extras": extras or None,
-            "pytest_args": _lines(data["pytest_args"]),
-            "test_paths": _lines(data["test_paths"]),
-            "deselect": _lines(data["deselect"]),
+            "pytest_args": text_lines(data["pytest_args"]),
+            "test_paths": text_lines(data["test_paths"]),
+            "deselect": text_lines(data["deselect"]),
             "env": data["env"],
             "timeout_s": data["timeout_s"] or DEFAULT_TIMEOUT_S,
         }

@@ -12,32 +12,23 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
 
 from ci_runners.models import ProjectTestConfig
 from ci_runners.services import project_test_config_update
 from ci_runners.services.test_configs import TestConfigInvalid, test_config_values
 from registry import listing
 from registry.models import ListingChange, Project, ProjectExemption
+from registry.sources.repo_config import TEST_KEYS
 from reviews import criteria
-from reviews.models import OnboardingTask, ReviewEvent, Submission
-from reviews.services.events import review_event_record
+from reviews.models import OnboardingTask, Submission
 from reviews.services.permissions import roles_on
-from reviews.services.submissions import onboarding_task_set
+from reviews.services.submissions import onboarding_task_mark, onboarding_task_set
 from reviews.states import APPLICANT, REVIEWER, STAFF, NotAllowed, SubmissionState
 
 # The recipe fields a maintainer may override, and the cells' timeout (10 s to 4 h, the
-# model's constraint); the source (a URL or path staff may set), the concurrency limit and the
-# GPU flag stay with staff.
-MAINTAINER_RECIPE_FIELDS = (
-    "extra_requirements",
-    "extras",
-    "pytest_args",
-    "test_paths",
-    "deselect",
-    "env",
-    "timeout_s",
-)
+# model's constraint): those the repository file may set. The source (a URL or path staff may
+# set), the concurrency limit and the GPU flag stay with staff.
+MAINTAINER_RECIPE_FIELDS = TEST_KEYS
 
 
 # --- the test recipe ----------------------------------------------------------------------
@@ -146,16 +137,4 @@ def maintainer_onboarding_task_set(*, task: OnboardingTask, done: bool, actor: U
         raise NotAllowed("Only the project's maintainers tick its onboarding tasks.")
     if not locked.for_applicant:
         raise NotAllowed(f"'{locked.label}' is the foundation's task; its staff tick it.")
-    if locked.done == done:
-        return
-    locked.done_at, locked.done_by = (timezone.now(), actor) if done else (None, None)
-    locked.save(update_fields=["done_at", "done_by"])
-    task.done_at, task.done_by = locked.done_at, locked.done_by
-    review_event_record(
-        submission=submission,
-        actor=actor,
-        kind=ReviewEvent.Kind.ONBOARDING,
-        note=f"{locked.label}: {'done' if done else 'not done'} (by a maintainer).",
-        data={"task": locked.key, "done": done},
-        notify=False,
-    )
+    onboarding_task_mark(locked=locked, task=task, done=done, actor=actor, by="a maintainer")

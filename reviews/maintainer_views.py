@@ -196,18 +196,31 @@ def _back(slug: str, anchor: str = "") -> HttpResponse:
 # --- the other actions (no form to show again) ----------------------------------------------
 
 
+def _act(request: HttpRequest, slug: str, anchor: str, apply: Callable[[], str]) -> HttpResponse:
+    """Call `apply` (a service call that returns the message of its success) and go back to
+    the page: a refusal of the role is a 403, any other refusal the page's error message."""
+    try:
+        message = apply()
+    except (listing.ListingNotAllowed, NotAllowed) as refused:
+        raise PermissionDenied(str(refused)) from None
+    except REFUSALS as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, message)
+    return _back(slug, anchor)
+
+
 @login_required
 @require_POST
 def exemption_withdraw(request: HttpRequest, slug: str, exemption_id: int) -> HttpResponse:
     project = managed_project(request, slug)
     exemption = get_object_or_404(project.exemptions, pk=exemption_id)
-    try:
+
+    def withdraw() -> str:
         listing.project_exemption_withdraw(exemption=exemption, actor=request.user)
-    except listing.ListingRefused as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.success(request, f"Exemption from criterion {exemption.criterion} withdrawn.")
-    return _back(slug, "#exemptions")
+        return f"Exemption from criterion {exemption.criterion} withdrawn."
+
+    return _act(request, slug, "#exemptions", withdraw)
 
 
 @login_required
@@ -220,15 +233,12 @@ def onboarding_tick(request: HttpRequest, slug: str, task_id: int) -> HttpRespon
     if task is None:
         raise Http404("No such task of this project.")
     done = request.POST.get("done") == "1"
-    try:
+
+    def tick() -> str:
         services.maintainer_onboarding_task_set(task=task, done=done, actor=request.user)
-    except NotAllowed as refused:
-        raise PermissionDenied(str(refused)) from None
-    except ReviewError as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.success(request, f"{task.label}: {'done' if done else 'not done'}.")
-    return _back(slug, "#onboarding")
+        return f"{task.label}: {'done' if done else 'not done'}."
+
+    return _act(request, slug, "#onboarding", tick)
 
 
 @login_required
@@ -246,15 +256,12 @@ def webhook_secret_rotate(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def category_confirm(request: HttpRequest, slug: str) -> HttpResponse:
     project = managed_project(request, slug)
-    try:
+
+    def confirm() -> str:
         listing.listing_category_confirm(project=project, actor=request.user)
-    except listing.ListingNotAllowed as refused:
-        raise PermissionDenied(str(refused)) from None
-    except listing.ListingRefused as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.success(request, f"Category set to {project.category}.")
-    return _back(slug, "#category")
+        return f"Category set to {project.category}."
+
+    return _act(request, slug, "#category", confirm)
 
 
 @login_required
@@ -265,12 +272,9 @@ def change_revert(request: HttpRequest, slug: str, change_id: int) -> HttpRespon
     if not request.user.is_staff:
         raise PermissionDenied("Only staff revert a change of a listing.")
     change = get_object_or_404(ListingChange.objects.filter(project=project), pk=change_id)
-    try:
+
+    def revert() -> str:
         services.listing_change_revert_any(change=change, actor=request.user)
-    except TestConfigInvalid as refused:
-        messages.error(request, str(refused))
-    except listing.ListingRefused as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.success(request, f"Change of {change.field} reverted.")
-    return _back(slug, "#history")
+        return f"Change of {change.field} reverted."
+
+    return _act(request, slug, "#history", revert)

@@ -1,21 +1,29 @@
 """Test overrides: staff's changes to how a project's suite is run, on top of the recipe the
 agent discovers (`contracts.TestConfig`). One writer for the override fields of
-`ProjectTestConfig`; each change leaves an entry in the admin's history (`LogEntry`).
+`ProjectTestConfig`; each change leaves an entry in the admin's history (`LogEntry`). The
+values follow the rules of the repository file's recipe (`registry.sources.repo_config`: limits,
+names, requirements, paths, environment), so staff and maintainers meet the same ones.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
-from packaging.requirements import InvalidRequirement, Requirement
 
 from ci_runners.models import MAX_CELL_TIMEOUT_S, ProjectTestConfig
 from registry.models import Project
+from registry.sources.repo_config import (
+    MARKER_RE,
+    MAX_ITEM_CHARS,
+    MAX_ITEMS,
+    NAME_RE,
+    recipe_env_check,
+    recipe_path_clean,
+    recipe_requirement_clean,
+)
 
 # The fields an override may set, in the order forms and the API show them.
 OVERRIDE_FIELDS = (
@@ -32,15 +40,6 @@ OVERRIDE_FIELDS = (
 # they have a value, never "nothing overridden").
 LIMIT_FIELDS = ("timeout_s",)
 UPDATE_FIELDS = (*OVERRIDE_FIELDS, *LIMIT_FIELDS)
-MAX_ITEMS = 50
-MAX_ITEM_CHARS = 300
-MAX_ENV_VALUE_CHARS = 1000
-NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")  # extras, groups
-MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")  # pytest markers, in `-m "not x"`
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-# Variables the sandbox and the agent set themselves: an override must not replace them.
-RESERVED_ENV = frozenset({"PATH", "HOME", "PYTHONHOME", "VIRTUAL_ENV", "TMPDIR"})
-RESERVED_ENV_PREFIXES = ("LD_", "UV_", "PIP_")
 # The model's constraint (test_config_timeout_range) and default.
 MIN_TIMEOUT_S = 10
 DEFAULT_TIMEOUT_S = ProjectTestConfig._meta.get_field("timeout_s").default
@@ -193,15 +192,7 @@ def _string_list(value: Any) -> list[str]:
 
 
 def _requirements(value: Any) -> list[str]:
-    items = _string_list(value)
-    for item in items:
-        try:
-            requirement = Requirement(item)
-        except InvalidRequirement:
-            raise ValueError(f"{item!r} is not a requirement (e.g. 'scipy>=1.11').") from None
-        if requirement.url:
-            raise ValueError(f"{item!r}: direct URL references are not allowed; name a package.")
-    return items
+    return [recipe_requirement_clean(item) for item in _string_list(value)]
 
 
 def _names(value: Any) -> list[str] | None:
@@ -209,7 +200,7 @@ def _names(value: Any) -> list[str] | None:
         return None
     items = _string_list(value)
     for item in items:
-        if not NAME_RE.match(item):
+        if not NAME_RE.fullmatch(item):
             raise ValueError(f"{item!r} is not an extra or group name.")
     return items
 
@@ -217,7 +208,7 @@ def _names(value: Any) -> list[str] | None:
 def _markers(value: Any) -> list[str]:
     items = _string_list(value)
     for item in items:
-        if not MARKER_RE.match(item):
+        if not MARKER_RE.fullmatch(item):
             raise ValueError(f"{item!r} is not a pytest marker name (letters, digits, _).")
     return items
 
@@ -226,15 +217,8 @@ def _pytest_args(value: Any) -> list[str]:
     return _string_list(value)
 
 
-def _relative_path(item: str) -> str:
-    path = PurePosixPath(item)
-    if path.is_absolute() or ".." in path.parts or "\\" in item:
-        raise ValueError(f"{item!r}: a path inside the repository, without '..'.")
-    return item
-
-
 def _paths(value: Any) -> list[str]:
-    return [_relative_path(item) for item in _string_list(value)]
+    return [recipe_path_clean(item) for item in _string_list(value)]
 
 
 def _copy_tests(value: Any) -> str:
@@ -243,7 +227,7 @@ def _copy_tests(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("Expected a folder of the repository, or nothing.")
     [item] = _string_list([value])
-    return _relative_path(item)
+    return recipe_path_clean(item)
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -253,12 +237,7 @@ def _env(value: Any) -> dict[str, str]:
         raise ValueError(f"At most {MAX_ITEMS} variables.")
     env = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
-            raise ValueError(f"{str(name)[:40]!r} is not a variable name (letters, digits, _).")
-        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
-            raise ValueError(f"{name} is set by the runner and cannot be overridden.")
-        if not isinstance(text, str) or "\x00" in text or len(text) > MAX_ENV_VALUE_CHARS:
-            raise ValueError(f"{name}: a text value of at most {MAX_ENV_VALUE_CHARS} characters.")
+        recipe_env_check(name, text)
         env[name] = text
     return env
 

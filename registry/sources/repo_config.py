@@ -26,13 +26,16 @@ Keys: `maintainers` (at most 50 GitHub handles), `contact` (one email address), 
 the known ones; reason: 1 to 2000 characters; one exemption per criterion), and `test`: the
 override of the test recipe that maintainers may set (`extra_requirements`, `extras`,
 `pytest_args`, `test_paths`, `deselect`, `env` with text values, `timeout_s` from 10 s to 4 h).
-Staff-only settings (`source_override` and the like) are refused.
+Staff-only settings (`source_override` and the like) are refused. The rules of the recipe's
+values (their limits, `recipe_requirement_clean`, `recipe_path_clean`, `recipe_env_check`) are
+the staff override's too (`ci_runners.services.test_configs`).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -213,36 +216,18 @@ def _strings(value: Any) -> list[str]:
     return items
 
 
-def _requirements(value: Any) -> list[str]:
-    items = _strings(value)
-    for item in items:
-        try:
-            requirement = Requirement(item)
-        except InvalidRequirement:
-            raise _Refused(f"{item!r} is not a requirement (e.g. 'scipy>=1.11').") from None
-        if requirement.url:
-            raise _Refused(f"{item!r}: direct URL references are not allowed; name a package.")
-    return items
+def _each(clean: Callable[[str], str]) -> Callable[[Any], list[str]]:
+    """A list of strings, each one cleaned by `clean`."""
+    return lambda value: [clean(item) for item in _strings(value)]
 
 
-def _matching(pattern: re.Pattern[str], what: str):
-    def clean(value: Any) -> list[str]:
-        items = _strings(value)
-        for item in items:
-            if not pattern.fullmatch(item):
-                raise _Refused(f"{item[:40]!r} is not {what}.")
-        return items
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[Any], list[str]]:
+    def clean(item: str) -> str:
+        if not pattern.fullmatch(item):
+            raise _Refused(f"{item[:40]!r} is not {what}.")
+        return item
 
-    return clean
-
-
-def _paths(value: Any) -> list[str]:
-    items = _strings(value)
-    for item in items:
-        path = PurePosixPath(item)
-        if path.is_absolute() or ".." in path.parts or "\\" in item:
-            raise _Refused(f"{item[:40]!r}: a path inside the repository, without '..'.")
-    return items
+    return _each(clean)
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -251,12 +236,7 @@ def _env(value: Any) -> dict[str, str]:
     if len(value) > MAX_ITEMS:
         raise _Refused(f"at most {MAX_ITEMS} variables.")
     for name, text in value.items():
-        if not ENV_NAME_RE.fullmatch(name):
-            raise _Refused(f"{name[:40]!r} is not a variable name (letters, digits, _).")
-        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
-            raise _Refused(f"{name} is set by the runner and cannot be overridden.")
-        if not isinstance(text, str) or "\x00" in text or len(text) > MAX_ENV_VALUE_CHARS:
-            raise _Refused(f"{name}: a text value of at most {MAX_ENV_VALUE_CHARS} characters.")
+        recipe_env_check(name, text)
     return dict(value)
 
 
@@ -266,11 +246,43 @@ def _timeout(value: Any) -> int:
     return value
 
 
+# --- the rules of single values (the staff override's too): a ValueError says what is wrong ---
+
+
+def recipe_requirement_clean(item: str) -> str:
+    """A requirement pip installs from an index (PEP 508, no direct URL)."""
+    try:
+        requirement = Requirement(item)
+    except InvalidRequirement:
+        raise _Refused(f"{item!r} is not a requirement (e.g. 'scipy>=1.11').") from None
+    if requirement.url:
+        raise _Refused(f"{item!r}: direct URL references are not allowed; name a package.")
+    return item
+
+
+def recipe_path_clean(item: str) -> str:
+    """A relative path that stays inside the repository."""
+    path = PurePosixPath(item)
+    if path.is_absolute() or ".." in path.parts or "\\" in item:
+        raise _Refused(f"{item[:40]!r}: a path inside the repository, without '..'.")
+    return item
+
+
+def recipe_env_check(name: Any, text: Any) -> None:
+    """One environment variable: a plain name the runner does not set itself, a text value."""
+    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+        raise _Refused(f"{str(name)[:40]!r} is not a variable name (letters, digits, _).")
+    if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+        raise _Refused(f"{name} is set by the runner and cannot be overridden.")
+    if not isinstance(text, str) or "\x00" in text or len(text) > MAX_ENV_VALUE_CHARS:
+        raise _Refused(f"{name}: a text value of at most {MAX_ENV_VALUE_CHARS} characters.")
+
+
 _TEST_CLEANERS = {
-    "extra_requirements": _requirements,
+    "extra_requirements": _each(recipe_requirement_clean),
     "extras": _matching(NAME_RE, "an extra name"),
     "pytest_args": _strings,
-    "test_paths": _paths,
+    "test_paths": _each(recipe_path_clean),
     "deselect": _matching(MARKER_RE, "a pytest marker name (letters, digits, _)"),
     "env": _env,
     "timeout_s": _timeout,

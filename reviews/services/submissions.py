@@ -459,16 +459,25 @@ def onboarding_task_set(*, task: OnboardingTask, done: bool, actor: User) -> Non
             raise NotAllowed(f"'{locked.label}' is the foundation's task; its staff tick it.")
     else:
         require_reviewer(submission=locked.submission, actor=actor)
+    onboarding_task_mark(locked=locked, task=task, done=done, actor=actor)
+
+
+def onboarding_task_mark(
+    *, locked: OnboardingTask, task: OnboardingTask, done: bool, actor: User, by: str = ""
+) -> None:
+    """Write the tick of a task the caller locked and may tick (nothing when it stands so
+    already), copy it to `task`, and leave the event (`by` adds who, e.g. "a maintainer")."""
     if locked.done == done:
         return
     locked.done_at, locked.done_by = (timezone.now(), actor) if done else (None, None)
     locked.save(update_fields=["done_at", "done_by"])
     task.done_at, task.done_by = locked.done_at, locked.done_by
+    who = f" (by {by})" if by else ""
     review_event_record(
-        submission=task.submission,
+        submission=locked.submission,
         actor=actor,
         kind=ReviewEvent.Kind.ONBOARDING,
-        note=f"{locked.label}: {'done' if done else 'not done'}.",
+        note=f"{locked.label}: {'done' if done else 'not done'}{who}.",
         data={"task": locked.key, "done": done},
         notify=False,
     )

@@ -1,9 +1,12 @@
-"""Builders for the GitHub sync tests: a typical repository on the fake GitHub, its project."""
+"""Builders for the GitHub sync tests: a typical repository on the fake GitHub, its project,
+the project synced."""
 
 from datetime import UTC, datetime, timedelta
 
 import factory
 
+from registry.models import Project
+from registry.services import GitHubSyncResult, project_sync_github
 from tests.registry.factories import ProjectFactory
 from tests.registry.fake_github import FakeCommit, FakeGitHub
 
@@ -57,3 +60,9 @@ class AcmeProjectFactory(ProjectFactory):
         repository = factory.LazyAttribute(lambda project: f"acme/{project.slug}")
 
     slug = "widgets"
+
+
+def synced(project: Project) -> Project:
+    """The project after a successful sync (read again from the database)."""
+    assert project_sync_github(project=project).result == GitHubSyncResult.SYNCED
+    return Project.objects.get(pk=project.pk)

@@ -18,18 +18,8 @@ from registry.services import GitHubSyncResult, project_sync_github
 from registry.sources import github
 from registry.tasks import sync_github_all, sync_github_project
 from tests.registry.factories import ProjectFactory
-from tests.registry.fake_github import FakeCommit, FakeGitHub
+from tests.registry.fake_github import FakeCommit
 from tests.registry.github_fixtures import NOW, AcmeProjectFactory, healthy_repository
-
-
-@pytest.fixture
-def fake_github(settings):
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = ""
-        settings.GITHUB_RATE_LIMIT_MAX_WAIT_S = 2
-        settings.GITHUB_SECONDS_BETWEEN_REQUESTS = 0.0
-        yield fake
 
 
 @pytest.fixture

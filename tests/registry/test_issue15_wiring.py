@@ -14,36 +14,20 @@ from rest_framework.test import APIClient
 
 from registry import badges
 from registry.badge_cache import badge_key_prefix
-from registry.models import ListingChange, Project
-from registry.services import GitHubSyncResult, project_sync_github
+from registry.models import ListingChange
 from tests.factories import UserFactory
 from tests.registry.factories import MaintainerIdentityFactory, ProjectFactory
-from tests.registry.fake_github import FakeGitHub
-from tests.registry.github_fixtures import AcmeProjectFactory, healthy_repository
+from tests.registry.github_fixtures import AcmeProjectFactory, healthy_repository, synced
 
 pytestmark = pytest.mark.django_db
 
 CODEOWNERS = "* @Dora @erin @owner1\n"
 
 
-@pytest.fixture
-def fake_github(settings):
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = ""
-        settings.GITHUB_RATE_LIMIT_MAX_WAIT_S = 2
-        yield fake
-
-
 def client_of(user) -> APIClient:
     api = APIClient()
     api.force_authenticate(user)
     return api
-
-
-def synced(project: Project) -> Project:
-    assert project_sync_github(project=project).result == GitHubSyncResult.SYNCED
-    return Project.objects.get(pk=project.pk)
 
 
 # --- candidates who signed in before the sync found them ---------------------------------------

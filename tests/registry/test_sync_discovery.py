@@ -11,8 +11,8 @@ from registry.models import Project, ProjectExemption
 from registry.services import GitHubSyncResult, project_sync_github
 from registry.sources import github
 from tests.fakes.http import FakeHTTPServer, Reply
-from tests.registry.fake_github import FakeCollaborator, FakeGitHub
-from tests.registry.github_fixtures import AcmeProjectFactory, healthy_repository
+from tests.registry.fake_github import FakeCollaborator
+from tests.registry.github_fixtures import AcmeProjectFactory, healthy_repository, synced
 
 pytestmark = pytest.mark.django_db
 
@@ -42,15 +42,6 @@ MAINTAINERS = "- Erin (@erin-x), erin@acme.org\n- [Fay](https://github.com/fay)\
 
 
 @pytest.fixture
-def fake_github(settings):
-    with FakeGitHub() as fake:
-        settings.GITHUB_API_URL = fake.url
-        settings.GITHUB_TOKEN = ""
-        settings.GITHUB_RATE_LIMIT_MAX_WAIT_S = 2
-        yield fake
-
-
-@pytest.fixture
 def fake_pypi(settings):
     """PyPI's JSON API: `fake_pypi.publish(name)` makes a package appear; others are 404."""
     with FakeHTTPServer() as server:
@@ -74,11 +65,6 @@ def acme_repository(fake, **extra):
     return healthy_repository(
         fake, files=extra.pop("files", files), contents=extra.pop("contents", contents), **extra
     )
-
-
-def synced(project: Project) -> Project:
-    assert project_sync_github(project=project).result == GitHubSyncResult.SYNCED
-    return Project.objects.get(pk=project.pk)
 
 
 # --- the fake serves files as GitHub does ----------------------------------------------------
