@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from ci_runners import repo_heads
@@ -176,9 +175,13 @@ def night_plan(
 
 
 # What a carried cell copies of its evidence, and what the plan reads of it (not its log).
-EVIDENCE_FIELDS = tuple(
-    f"last_final_cell__{name}"
-    for name in ("target_id", "queue", "job_hash", "carried_from_id", *CARRIED_FIELDS)
+EVIDENCE_FIELDS = (
+    "target_id",
+    "queue",
+    "job_hash",
+    "carried_from_id",
+    "started_at",
+    *CARRIED_FIELDS,
 )
 
 
@@ -191,32 +194,39 @@ def _candidates(
 ) -> dict[tuple[int, int], tuple[CompatCell, datetime]]:
     """The evidence that could be carried, by (project id, target id): the latest final cell,
     passed or failed, with a lock hash and today's job hash, whose original cell started
-    `since` or later; with that start."""
+    `since` or later; with that start.
+
+    Three plain lookups per CHUNK projects (the statuses by project, their cells by key, the
+    originals' starts by key) rather than one join: after a night's bulk writes, before the
+    tables are analysed again, PostgreSQL planned that join from every passed or failed cell
+    (measured at 10,000 projects: 40 s a chunk, against well under a second)."""
     found: dict[tuple[int, int], tuple[CompatCell, datetime]] = {}
     for start in range(0, len(project_ids), CHUNK):
-        statuses = (
+        pointers = dict(
             CompatStatus.objects.filter(
                 project_id__in=project_ids[start : start + CHUNK],
                 target_id__in=target_ids,
-                last_final_cell__state__in=CARRYABLE_STATES,
-                last_final_cell__lock_hash__gt="",
-                last_final_cell__job_hash__gt="",
-            )
-            .annotate(
-                original_started=Coalesce(
-                    F("last_final_cell__carried_from__started_at"),
-                    F("last_final_cell__started_at"),
-                )
-            )
-            .filter(original_started__gte=since)
-            .select_related("last_final_cell")
-            .only("project_id", "target_id", *EVIDENCE_FIELDS)
+                last_final_cell__isnull=False,
+            ).values_list("last_final_cell_id", "project_id")
         )
-        for status in statuses:
-            evidence = status.last_final_cell
-            key = (status.project_id, status.target_id)
-            if evidence is not None and evidence.job_hash == hashes.get(key):
-                found[key] = (evidence, status.original_started)
+        cells = list(
+            CompatCell.objects.filter(
+                pk__in=list(pointers),
+                state__in=CARRYABLE_STATES,
+                lock_hash__gt="",
+                job_hash__gt="",
+            ).only(*EVIDENCE_FIELDS)
+        )
+        original_starts = dict(
+            CompatCell.objects.filter(
+                pk__in={cell.carried_from_id for cell in cells if cell.carried_from_id}
+            ).values_list("pk", "started_at")
+        )
+        for cell in cells:
+            key = (pointers[cell.pk], cell.target_id)
+            started = original_starts.get(cell.carried_from_id) or cell.started_at
+            if started is not None and started >= since and cell.job_hash == hashes.get(key):
+                found[key] = (cell, started)
     return found
 
 
