@@ -224,7 +224,8 @@ def _candidates(
         )
         for cell in cells:
             key = (pointers[cell.pk], cell.target_id)
-            started = original_starts.get(cell.carried_from_id) or cell.started_at
+            original = cell.carried_from_id
+            started = (original_starts.get(original) if original else None) or cell.started_at
             if started is not None and started >= since and cell.job_hash == hashes.get(key):
                 found[key] = (cell, started)
     return found
