@@ -1,10 +1,12 @@
 """Thin Celery tasks of the web side: each takes primitives and calls one service.
 
-Runner agents send `record_cell_progress`, `record_cell_result` and `runner_heartbeat` by name
-to the `results` queue, consumed by a worker of its own (config/celery.py); beat sends the
-periodic ones to `default`. Results are acknowledged late, after the service's transaction has
-committed: a worker killed in the middle leaves the message to come back (in about a minute),
-and recording it again changes nothing that was committed.
+Runner agents send `record_cell_progress` and `runner_heartbeat` by name to the `results`
+queue, consumed by a worker of its own (config/celery.py); their results go to
+`results.cells`, which that worker takes in batches (ci_runners/result_batches.py), not
+through `record_cell_result` (kept for a result that reaches `results`, e.g. from an older
+agent). Beat sends the periodic ones to `default`. Results are acknowledged late, after the
+service's transaction has committed: a worker killed in the middle leaves the message to come
+back (in about a minute), and recording it again changes nothing that was committed.
 """
 
 import logging
@@ -27,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name=contracts.RESULT_TASK, acks_late=True)
 def record_cell_result(**fields: Any) -> None:
-    """One result, through the batch recorder (`cells_record_results_or_resend`): what the
-    database could not take for want of a connection is sent again, never dropped."""
+    """One result that came by the task path (results normally come in batches: see the
+    module's docstring), through the same recorder (`cells_record_results_or_resend`): what
+    the database could not take for want of a connection is sent again, never dropped."""
     message = contracts.ResultMessage.from_kwargs(fields)
     services.cells_record_results_or_resend(messages=[message])
 

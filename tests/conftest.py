@@ -3,6 +3,8 @@
 import asyncio
 
 import pytest
+from django.core.cache import cache
+from django_redis import get_redis_connection
 
 from tests.private_redis import PrivateRedis
 
@@ -17,6 +19,16 @@ def no_event_loop_left_running():
     assert asyncio.events._get_running_loop() is None, "an earlier test leaked a running loop"
     yield
     assert asyncio.events._get_running_loop() is None, "this test left an event loop running"
+
+
+@pytest.fixture
+def clean_throttle():
+    """No request counts left by an earlier test (the API and sign-in throttles count in the
+    cache); the API tests use it for every test (`tests/api/conftest.py`)."""
+    connection = get_redis_connection("default")
+    keys = list(connection.scan_iter(match=cache.make_key("throttle_*"), count=1000))
+    if keys:
+        connection.delete(*keys)
 
 
 @pytest.fixture(scope="session")

@@ -316,7 +316,7 @@ class Result:
     beyond_range: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = plain(self)
         data["state"] = str(CellState(self.state))
         return data
 
@@ -340,7 +340,7 @@ class _Message:
     an agent newer than the web side (one more field) is still understood."""
 
     def to_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return plain(self)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> Self:

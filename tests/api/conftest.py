@@ -1,8 +1,6 @@
 """Fixtures of the API tests: an API client, users in each role, a clean throttle."""
 
 import pytest
-from django.core.cache import cache
-from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
@@ -11,11 +9,9 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(autouse=True)
-def clean_throttle():
-    connection = get_redis_connection("default")
-    keys = list(connection.scan_iter(match=cache.make_key("throttle_*"), count=1000))
-    if keys:
-        connection.delete(*keys)
+def clean_throttle(clean_throttle):
+    """tests/conftest.py's, for every API test."""
+    return clean_throttle
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ import zlib
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 from django.urls import reverse
-from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from ci_runners.models import ProjectTestConfig
@@ -26,7 +24,7 @@ from tests.registry.factories import (
 )
 from tests.reviews.factories import SubmissionFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_throttle")]
 
 
 def png(width: int = 4, height: int = 2) -> bytes:
@@ -48,14 +46,6 @@ HOSTILE_SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10">'
     b'<script>alert("owned")</script><rect width="10" height="10" fill="red"/></svg>'
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_throttle():
-    connection = get_redis_connection("default")
-    keys = list(connection.scan_iter(match=cache.make_key("throttle_*"), count=1000))
-    if keys:
-        connection.delete(*keys)
 
 
 @pytest.fixture
